@@ -17,6 +17,7 @@ CREATE TABLE api_keys (
     revoked_at   timestamptz
 );
 CREATE INDEX api_keys_merchant ON api_keys (merchant_id);
+CREATE INDEX merchants_account ON merchants (account);
 
 CREATE TABLE sessions (
     id                 text PRIMARY KEY CHECK (id ~ '^cs_[a-z2-7]{24}$'),
@@ -98,7 +99,7 @@ CREATE UNIQUE INDEX events_one_expiry ON events (session_id)
     WHERE type = 'checkout.session.expired';
 CREATE UNIQUE INDEX events_one_cancel ON events (session_id)
     WHERE type = 'checkout.session.canceled';
-CREATE UNIQUE INDEX events_one_per_payment ON events (payment_id, type)
+CREATE UNIQUE INDEX events_one_per_payment ON events (payment_id, type, merchant_id)
     WHERE payment_id IS NOT NULL;
 
 -- Where each receiving account's watcher resumes, and how far in ledger time
