@@ -83,7 +83,7 @@ func (a Amount) String() string {
 
 // Add returns a+b, or false when the sum would overflow.
 func (a Amount) Add(b Amount) (Amount, bool) {
-	if b > 0 && a > math.MaxInt64-b {
+	if b > 0 && a > math.MaxInt64-b || b < 0 && a < math.MinInt64-b {
 		return 0, false
 	}
 	return a + b, true
