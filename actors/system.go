@@ -1,0 +1,101 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// System is the running actor system: the supervisor with its session
+// actors and, when configured, the recovery actor.
+type System struct {
+	system     *actor.ActorSystem
+	supervisor *actor.PID
+	recovery   *actor.PID
+	sessions   *Sessions
+
+	active        atomic.Int64
+	restarts      atomic.Int64
+	recoveryStats RecoveryStats
+}
+
+// Start starts the actor system. recoveryStore may be nil, in which case no
+// recovery actor runs.
+func Start(cfg Config, recoveryStore RecoveryStore) (*System, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	as := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return logger.With("component", "protoactor")
+	}))
+	s := &System{system: as}
+	sup := newSupervisor(&cfg, &s.active, &s.restarts)
+	s.supervisor, err = as.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sup }), "sessions")
+	if err != nil {
+		return nil, fmt.Errorf("spawn supervisor: %w", err)
+	}
+	s.sessions = &Sessions{root: as.Root, supervisor: s.supervisor, timeout: cfg.AskTimeout}
+	if recoveryStore != nil {
+		r := &recovery{store: recoveryStore, sessions: s.sessions, interval: cfg.RecoveryInterval,
+			logger: logger.With("actor", "recovery"), stats: &s.recoveryStats}
+		s.recovery, err = as.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return r }), "recovery")
+		if err != nil {
+			return nil, fmt.Errorf("spawn recovery: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Sessions is the way in to the session actors.
+func (s *System) Sessions() *Sessions { return s.sessions }
+
+// ActiveSessions is the number of session actors in memory.
+func (s *System) ActiveSessions() int64 { return s.active.Load() }
+
+// Restarts is the number of session actor failures handled so far.
+func (s *System) Restarts() int64 { return s.restarts.Load() }
+
+// RecoveryStats reports what the recovery actor has done.
+func (s *System) RecoveryStats() *RecoveryStats { return &s.recoveryStats }
+
+// RunRecovery asks the recovery actor for a run now, and waits for it.
+func (s *System) RunRecovery(timeout time.Duration) error {
+	if s.recovery == nil {
+		return fmt.Errorf("run recovery: no recovery actor")
+	}
+	before := s.recoveryStats.Runs.Load()
+	s.system.Root.Send(s.recovery, &recoveryTick{})
+	deadline := time.Now().Add(timeout)
+	for s.recoveryStats.Runs.Load() == before {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("run recovery: timed out after %s", timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
+
+// Stop drains the actors: every session actor handles what it was sent and
+// stops, and messages arriving meanwhile are answered with a shutdown error.
+// Then the actor system shuts down. A hard stop is ctx ending first.
+func (s *System) Stop(ctx context.Context) error {
+	if s.recovery != nil {
+		s.system.Root.Stop(s.recovery)
+	}
+	timeout := time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	_, err := s.system.Root.RequestFuture(s.supervisor, &drain{}, timeout).Result()
+	s.system.Shutdown()
+	if err != nil {
+		return fmt.Errorf("stop actors: %w", err)
+	}
+	return nil
+}
