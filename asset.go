@@ -35,7 +35,7 @@ func ParseAsset(s string) (Asset, error) {
 		return NativeAsset, nil
 	}
 	code, issuer, ok := strings.Cut(s, ":")
-	if !ok {
+	if !ok || issuer == "" {
 		return Asset{}, fmt.Errorf("asset %q: want XLM or CODE:ISSUER", s)
 	}
 	a := Asset{Code: code, Issuer: issuer}
