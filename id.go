@@ -28,7 +28,9 @@ const (
 // HasPrefix reports whether id looks like an id made by NewID(prefix).
 func HasPrefix(id, prefix string) bool {
 	rest, ok := strings.CutPrefix(id, prefix+"_")
-	if !ok || len(rest) != 24 {
+	// The base32 decoder skips '\r' and '\n', so without this check an id
+	// with a line break in place of a character would pass.
+	if !ok || len(rest) != 24 || strings.ContainsAny(rest, "\r\n") {
 		return false
 	}
 	_, err := lowerBase32.DecodeString(rest)
