@@ -99,7 +99,7 @@ func (c *cluster) initdb(ctx context.Context, bin string, cred *syscall.Credenti
 		"--locale", "C",
 		"--no-sync")
 	cmd.Dir = c.dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb in %s: %w\n%s", c.dir, err, out)
 	}
