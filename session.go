@@ -136,8 +136,11 @@ func ValidateMemo(t MemoType, memo string) error {
 			return fmt.Errorf("text memo must be 1 to %d bytes", MaxTextMemoLen)
 		}
 	case MemoID, MemoMuxed:
-		if _, err := strconv.ParseUint(memo, 10, 64); err != nil {
-			return fmt.Errorf("%s memo %q: not an unsigned 64-bit integer", t, memo)
+		// Horizon writes id memos without leading zeros, and memos are
+		// matched as strings, so "007" could never match a payment.
+		n, err := strconv.ParseUint(memo, 10, 64)
+		if err != nil || strconv.FormatUint(n, 10) != memo {
+			return fmt.Errorf("%s memo %q: not an unsigned 64-bit integer in canonical form", t, memo)
 		}
 	default:
 		return fmt.Errorf("memo type %q: want text, id or muxed", t)
