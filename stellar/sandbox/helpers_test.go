@@ -83,19 +83,31 @@ func (e *env) funded(t testing.TB) *keypair.Full {
 // stream collects n payments for account from cursor with join=transactions.
 func (e *env) stream(t testing.TB, account, cursor string, n int) []operations.Operation {
 	t.Helper()
+	got := e.streamUntil(t, account, cursor, func(got []operations.Operation) bool { return len(got) >= n })
+	if len(got) < n {
+		t.Fatalf("stream got %d of %d payments", len(got), n)
+	}
+	return got
+}
+
+// streamUntil streams payments for account until enough reports true.
+func (e *env) streamUntil(t testing.TB, account, cursor string, enough func([]operations.Operation) bool) []operations.Operation {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c := &horizonclient.Client{HorizonURL: e.srv.URL, HTTP: ctxDoer{ctx, e.srv.Client()}}
 	var got []operations.Operation
+	done := false
 	err := c.StreamPayments(ctx, horizonclient.OperationRequest{ForAccount: account, Cursor: cursor, Join: "transactions"},
 		func(op operations.Operation) {
 			got = append(got, op)
-			if len(got) >= n {
+			if enough(got) {
+				done = true
 				cancel()
 			}
 		})
-	if len(got) < n {
-		t.Fatalf("stream got %d of %d payments (err %v, ctx %v)", len(got), n, err, ctx.Err())
+	if !done {
+		t.Fatalf("stream stopped after %d payments: %v", len(got), err)
 	}
 	return got
 }

@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	hProtocol "github.com/stellar/go-stellar-sdk/protocols/horizon"
 	"github.com/stellar/go-stellar-sdk/amount"
+	hProtocol "github.com/stellar/go-stellar-sdk/protocols/horizon"
 	"github.com/stellar/go-stellar-sdk/protocols/horizon/base"
 	"github.com/stellar/go-stellar-sdk/protocols/horizon/effects"
 	"github.com/stellar/go-stellar-sdk/protocols/horizon/operations"

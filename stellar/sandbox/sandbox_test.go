@@ -218,7 +218,9 @@ func TestResultCodes(t *testing.T) {
 		{"bad sequence", func() *txnbuild.Transaction { return build(alice, 5, pay("1", txnbuild.NativeAsset{})) }, alice, "tx_bad_seq", ""},
 		{"insufficient funds", func() *txnbuild.Transaction { return build(alice, 0, pay("20000", txnbuild.NativeAsset{})) }, alice, "tx_failed", "op_underfunded"},
 		{"missing trustline", func() *txnbuild.Transaction { return build(usdc.Keypair, 0, pay("1", usdc.Asset)) }, usdc.Keypair, "tx_failed", "op_no_trust"},
-		{"no destination", func() *txnbuild.Transaction { return build(alice, 0, &txnbuild.Payment{Destination: keypair.MustRandom().Address(), Amount: "1", Asset: txnbuild.NativeAsset{}}) }, alice, "tx_failed", "op_no_destination"},
+		{"no destination", func() *txnbuild.Transaction {
+			return build(alice, 0, &txnbuild.Payment{Destination: keypair.MustRandom().Address(), Amount: "1", Asset: txnbuild.NativeAsset{}})
+		}, alice, "tx_failed", "op_no_destination"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

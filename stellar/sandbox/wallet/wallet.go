@@ -11,8 +11,8 @@ import (
 	"sync"
 
 	"github.com/stellar/go-stellar-sdk/clients/horizonclient"
-	hProtocol "github.com/stellar/go-stellar-sdk/protocols/horizon"
 	"github.com/stellar/go-stellar-sdk/keypair"
+	hProtocol "github.com/stellar/go-stellar-sdk/protocols/horizon"
 	"github.com/stellar/go-stellar-sdk/txnbuild"
 )
 
