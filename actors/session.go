@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -37,7 +38,17 @@ type sessionActor struct {
 	// loadErr is why the session could not be loaded; every message is then
 	// answered with it.
 	loadErr error
+
+	// lastActive and idleTimer implement passivation. protoactor's own
+	// SetReceiveTimeout races with message processing (the race detector
+	// reports it in actor_context.go), so the actor keeps its own timer,
+	// which only ever sends it a message.
+	lastActive time.Time
+	idleTimer  *time.Timer
 }
+
+// idleCheck is the session actor's idle timer firing.
+type idleCheck struct{}
 
 func newSessionActor(id string, cfg *Config) *sessionActor {
 	return &sessionActor{id: id, cfg: cfg, logger: cfg.Logger.With("session_id", id)}
@@ -50,9 +61,20 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		a.started(ctx)
 	case *actor.Restarting:
 		a.logger.Warn("session actor restarting")
-	case *actor.Stopping, *actor.Stopped:
-	case *actor.ReceiveTimeout:
+		a.stopIdleTimer()
+	case *actor.Stopping:
+		a.stopIdleTimer()
+	case *actor.Stopped:
+	case *idleCheck:
 		a.idle(ctx)
+	default:
+		a.lastActive = time.Now()
+		a.handle(ctx, m)
+	}
+}
+
+func (a *sessionActor) handle(ctx actor.Context, msg any) {
+	switch m := msg.(type) {
 	case *ObservePayment:
 		ctx.Respond(a.observe(m))
 	case *ExpireSession:
@@ -77,13 +99,32 @@ func (a *sessionActor) started(ctx actor.Context) {
 		}
 		a.loadErr = err
 	}
-	ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
+	a.lastActive = time.Now()
+	a.armIdleTimer(ctx, a.cfg.IdleTimeout)
 }
 
+// idle asks the supervisor to passivate the actor once it has had no message
+// for IdleTimeout, and otherwise checks again when it would be.
 func (a *sessionActor) idle(ctx actor.Context) {
+	quiet := time.Since(a.lastActive)
+	if quiet < a.cfg.IdleTimeout {
+		a.armIdleTimer(ctx, a.cfg.IdleTimeout-quiet)
+		return
+	}
 	ctx.Send(ctx.Parent(), &passivate{sessionID: a.id, pid: ctx.Self()})
-	// The timeout fires once; re-arm it in case the supervisor keeps us.
-	ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
+	// The supervisor may keep us (during a backed-off restart); ask again later.
+	a.armIdleTimer(ctx, a.cfg.IdleTimeout)
+}
+
+func (a *sessionActor) armIdleTimer(ctx actor.Context, d time.Duration) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.idleTimer = time.AfterFunc(d, func() { root.Send(self, &idleCheck{}) })
+}
+
+func (a *sessionActor) stopIdleTimer() {
+	if a.idleTimer != nil {
+		a.idleTimer.Stop()
+	}
 }
 
 func (a *sessionActor) reload() error {
