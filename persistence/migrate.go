@@ -16,8 +16,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// migrationFiles holds the schema migrations, named NNNN_name.sql and applied
-// in the order of their number.
+// migrationFiles holds the schema migrations, named NNNN_name.sql (four
+// digits, then lowercase letters, digits and underscores) and applied in the
+// order of their number. Each runs in a transaction, so a migration cannot
+// use statements that refuse one, such as CREATE INDEX CONCURRENTLY.
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
