@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/stellar/go-stellar-sdk/network"
+
+	"github.com/checkoutd/checkoutd/actors"
+	"github.com/checkoutd/checkoutd/persistence"
+	"github.com/checkoutd/checkoutd/stellar/horizon"
+)
+
+// serveConfig is everything `checkoutd serve` is configured with.
+type serveConfig struct {
+	DatabaseURL           string
+	HorizonURL            string
+	Network               string
+	Passphrase            string
+	HTTPAddr              string
+	PublicURL             string
+	WebhooksAllowInsecure bool
+	LogLevel              string
+	LogFormat             string
+	IdleTimeout           time.Duration
+	RecoveryInterval      time.Duration
+	ShutdownTimeout       time.Duration
+}
+
+// networks are the Stellar networks checkoutd knows by name: each sets the
+// Horizon URL and passphrase defaults.
+var networks = map[string]struct{ horizon, passphrase string }{
+	"testnet": {"https://horizon-testnet.stellar.org", network.TestNetworkPassphrase},
+	"public":  {"https://horizon.stellar.org", network.PublicNetworkPassphrase},
+	"sandbox": {"http://127.0.0.1:8000", network.TestNetworkPassphrase},
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	f := newFlags("serve")
+	f.SetOutput(stderr)
+	f.string(&c.DatabaseURL, "database-url", "DATABASE_URL", "", "Postgres connection URL (required)")
+	f.string(&c.HorizonURL, "horizon-url", "CHECKOUTD_HORIZON_URL", "", "Horizon base URL (default: the network's)")
+	f.string(&c.Network, "network", "CHECKOUTD_NETWORK", "testnet", "Stellar network: testnet, public or sandbox")
+	f.string(&c.HTTPAddr, "http-addr", "CHECKOUTD_HTTP_ADDR", "127.0.0.1:8080", "address the HTTP API listens on")
+	f.string(&c.PublicURL, "public-url", "CHECKOUTD_PUBLIC_URL", "", "URL customers reach the hosted pages at (default: http://<http-addr>)")
+	f.bool(&c.WebhooksAllowInsecure, "webhooks-allow-insecure", "CHECKOUTD_WEBHOOKS_ALLOW_INSECURE", false, "allow http:// webhook endpoints (development only)")
+	f.string(&c.LogLevel, "log-level", "CHECKOUTD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	f.string(&c.LogFormat, "log-format", "CHECKOUTD_LOG_FORMAT", "", "log format: json or text (default: text on a terminal, else json)")
+	f.duration(&c.IdleTimeout, "session-idle-timeout", "CHECKOUTD_SESSION_IDLE_TIMEOUT", 2*time.Minute, "passivate a session actor after this long without a message")
+	f.duration(&c.RecoveryInterval, "recovery-interval", "CHECKOUTD_RECOVERY_INTERVAL", 30*time.Second, "how often recovery looks for stale sessions")
+	f.duration(&c.ShutdownTimeout, "shutdown-timeout", "CHECKOUTD_SHUTDOWN_TIMEOUT", 30*time.Second, "how long a graceful shutdown may take")
+	if err := f.parse(args); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+func (c *serveConfig) validate() error {
+	if c.DatabaseURL == "" {
+		return usagef("serve: --database-url is required")
+	}
+	n, ok := networks[c.Network]
+	if !ok {
+		return usagef("serve: --network %q: want testnet, public or sandbox", c.Network)
+	}
+	c.Passphrase = n.passphrase
+	if c.HorizonURL == "" {
+		c.HorizonURL = n.horizon
+	}
+	if u, err := url.Parse(c.HorizonURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usagef("serve: --horizon-url %q: want http(s)://host", c.HorizonURL)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return usagef("serve: --http-addr %q: %v", c.HTTPAddr, err)
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.HTTPAddr
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usagef("serve: --public-url %q: want http(s)://host", c.PublicURL)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return usagef("serve: %v", err)
+	}
+	if c.LogFormat != "" && c.LogFormat != "json" && c.LogFormat != "text" {
+		return usagef("serve: --log-format %q: want json or text", c.LogFormat)
+	}
+	for name, d := range map[string]time.Duration{"session-idle-timeout": c.IdleTimeout,
+		"recovery-interval": c.RecoveryInterval, "shutdown-timeout": c.ShutdownTimeout} {
+		if d <= 0 {
+			return usagef("serve: --%s must be positive", name)
+		}
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	l, _ := parseLevel(level)
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	return serve(ctx, cfg, logger, nil)
+}
+
+// serve runs checkoutd until ctx is done, then shuts down in order: stop
+// taking HTTP requests, stop the watchers (flushing their cursors), drain
+// the actors, close the pool. ready, if not nil, receives the HTTP address
+// once the server listens.
+func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan<- string) error {
+	db, err := persistence.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	hz, err := horizon.New(horizon.Config{URL: cfg.HorizonURL})
+	if err != nil {
+		return err
+	}
+	system, err := actors.Start(actors.Config{
+		Store: db, Logger: logger, IdleTimeout: cfg.IdleTimeout, RecoveryInterval: cfg.RecoveryInterval,
+	}, db)
+	if err != nil {
+		return err
+	}
+	watchers, err := actors.NewWatchers(actors.WatchersConfig{
+		DB: db, Horizon: hz, Sessions: system.Sessions(), Logger: logger.With("component", "watcher"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := watchers.Start(ctx); err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	logger.Info("checkoutd serving", "addr", ln.Addr().String(), "network", cfg.Network,
+		"horizon", cfg.HorizonURL, "version", version)
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		logger.Error("http server failed", "err", err)
+	}
+	return shutdown(cfg.ShutdownTimeout, logger, srv, watchers, system, err)
+}
+
+func shutdown(timeout time.Duration, logger *slog.Logger, srv *http.Server,
+	watchers *actors.Watchers, system *actors.System, cause error) error {
+	logger.Info("shutting down")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var errs []error
+	if err := srv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if err := watchers.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("watchers: %w", err))
+	}
+	if err := system.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("actors: %w", err))
+	}
+	if cause != nil && !errors.Is(cause, http.ErrServerClosed) {
+		errs = append(errs, cause)
+	}
+	logger.Info("stopped")
+	return errors.Join(errs...)
+}
