@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"math"
 	"math/bits"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -66,8 +67,8 @@ func (n *Network) submit(ctx context.Context, envelope string) (*txRecord, *prob
 	}
 	if !rec.successful {
 		return rec, &problem.P{
-			Type: problemBase + "transaction_failed", Title: "Transaction Failed", Status: 400,
-			Detail: txFailed("", 0, nil, 0).Detail,
+			Type: problemBase + "transaction_failed", Title: "Transaction Failed", Status: http.StatusBadRequest,
+			Detail: txFailedDetail,
 			Extras: map[string]any{"envelope_xdr": envelope, "result_codes": rec.codes, "result_xdr": rec.resp.ResultXdr},
 		}
 	}

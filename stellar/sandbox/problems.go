@@ -91,9 +91,7 @@ func txFailed(envelope string, code xdr.TransactionResultCode, results []xdr.Ope
 	}
 	return &problem.P{
 		Type: problemBase + "transaction_failed", Title: "Transaction Failed", Status: http.StatusBadRequest,
-		Detail: "The transaction failed when submitted to the stellar network. The `extras.result_codes` field on " +
-			"this response contains further details.  Descriptions of each code can be found at: " +
-			"https://developers.stellar.org/api/errors/http-status-codes/horizon-specific/transaction-failed/",
+		Detail: txFailedDetail,
 		Extras: map[string]any{
 			"envelope_xdr": envelope,
 			"result_codes": codes,
@@ -101,6 +99,10 @@ func txFailed(envelope string, code xdr.TransactionResultCode, results []xdr.Ope
 		},
 	}
 }
+
+const txFailedDetail = "The transaction failed when submitted to the stellar network. The `extras.result_codes` field on " +
+	"this response contains further details.  Descriptions of each code can be found at: " +
+	"https://developers.stellar.org/api/errors/http-status-codes/horizon-specific/transaction-failed/"
 
 func writeProblem(w http.ResponseWriter, p problem.P) {
 	b, err := json.Marshal(p)
