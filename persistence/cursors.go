@@ -56,8 +56,11 @@ func (db *DB) GetCursor(ctx context.Context, account string) (Cursor, error) {
 // AdvanceCursor moves an account's cursor forward. It never moves it back:
 // a stale writer (a second node, or a late flush) cannot rewind it.
 func (db *DB) AdvanceCursor(ctx context.Context, c Cursor) error {
+	// $2 is cast to text first so that Postgres types the parameter as text,
+	// as the THEN branch needs; typed numeric, the CASE fails with "CASE
+	// types text and numeric cannot be matched".
 	_, err := db.pool.Exec(ctx, `UPDATE ledger_cursors SET
-		cursor = CASE WHEN cursor::numeric < $2::numeric THEN $2 ELSE cursor END,
+		cursor = CASE WHEN cursor::numeric < $2::text::numeric THEN $2 ELSE cursor END,
 		caught_up_to = CASE WHEN $3::timestamptz IS NOT NULL AND (caught_up_to IS NULL OR caught_up_to < $3)
 			THEN $3 ELSE caught_up_to END,
 		updated_at = now()
