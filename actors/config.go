@@ -68,6 +68,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
+	// Postgres keeps microseconds in UTC; so do the snapshots in events.
+	clock := c.Clock
+	c.Clock = func() time.Time { return clock().UTC().Truncate(time.Microsecond) }
 	setDefault(&c.IdleTimeout, 2*time.Minute)
 	setDefault(&c.StoreTimeout, 10*time.Second)
 	setDefault(&c.AskTimeout, 15*time.Second)

@@ -47,6 +47,9 @@ func nullTime(t time.Time) *time.Time {
 // CreateSession inserts a new session. A memo already used on the account
 // returns checkout.ErrMemoTaken; the caller draws another memo.
 func (db *DB) CreateSession(ctx context.Context, s checkout.Session) error {
+	if s.Metadata == nil {
+		s.Metadata = map[string]string{}
+	}
 	metadata, err := json.Marshal(s.Metadata)
 	if err != nil {
 		return fmt.Errorf("create session %s: %w", s.ID, err)
