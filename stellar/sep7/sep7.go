@@ -43,7 +43,8 @@ const (
 )
 
 // String returns the URI. Parameters come in a fixed order and values are
-// percent-encoded, spaces as %20, as SEP-7's examples do.
+// percent-encoded, spaces as %20, as SEP-7's examples do. The amount has
+// seven decimals, as Horizon writes amounts ("12.5000000").
 func (p Pay) String() string {
 	var b strings.Builder
 	b.WriteString(Scheme)
@@ -60,7 +61,7 @@ func (p Pay) String() string {
 	}
 	add("destination", p.Destination)
 	if p.Amount > 0 {
-		add("amount", DecimalAmount(p.Amount))
+		add("amount", p.Amount.String())
 	}
 	if p.Asset.Code != "" && !p.Asset.IsNative() {
 		add("asset_code", p.Asset.Code)
@@ -81,12 +82,6 @@ func (p Pay) String() string {
 // which SEP-7 does not (a literal '+' is escaped as %2B, so the swap is safe).
 func escape(v string) string {
 	return strings.ReplaceAll(url.QueryEscape(v), "+", "%20")
-}
-
-// DecimalAmount formats an amount without trailing zeros: "12.5", "3".
-func DecimalAmount(a checkout.Amount) string {
-	s := strings.TrimRight(a.String(), "0")
-	return strings.TrimSuffix(s, ".")
 }
 
 // ForSession returns the pay request for amount of session s on the network

@@ -31,7 +31,7 @@ func TestForSession(t *testing.T) {
 			s:          checkout.Session{ID: "cs_1", ReceivingAccount: account, Asset: checkout.NativeAsset, MemoType: checkout.MemoText, Memo: "ABCDEFGH"},
 			amount:     125_000_000,
 			passphrase: network.TestNetworkPassphrase,
-			want: "web+stellar:pay?destination=" + account + "&amount=12.5&memo=ABCDEFGH&memo_type=MEMO_TEXT" +
+			want: "web+stellar:pay?destination=" + account + "&amount=12.5000000&memo=ABCDEFGH&memo_type=MEMO_TEXT" +
 				"&network_passphrase=Test%20SDF%20Network%20%3B%20September%202015",
 		},
 		{
@@ -39,7 +39,7 @@ func TestForSession(t *testing.T) {
 			s:          checkout.Session{ID: "cs_2", ReceivingAccount: account, Asset: usdc, MemoType: checkout.MemoID, Memo: "42"},
 			amount:     30_000_000,
 			passphrase: network.PublicNetworkPassphrase,
-			want:       "web+stellar:pay?destination=" + account + "&amount=3&asset_code=USDC&asset_issuer=" + issuer + "&memo=42&memo_type=MEMO_ID",
+			want:       "web+stellar:pay?destination=" + account + "&amount=3.0000000&asset_code=USDC&asset_issuer=" + issuer + "&memo=42&memo_type=MEMO_ID",
 		},
 		{
 			name:       "smallest amount",
@@ -106,13 +106,5 @@ func TestEscaping(t *testing.T) {
 	}
 	if q.Get("msg") != p.Message || q.Get("memo") != "x y" {
 		t.Errorf("round trip: msg %q memo %q", q.Get("msg"), q.Get("memo"))
-	}
-}
-
-func TestDecimalAmount(t *testing.T) {
-	for a, want := range map[checkout.Amount]string{1: "0.0000001", 10_000_000: "1", 12_340_000: "1.234", 0: "0"} {
-		if got := DecimalAmount(a); got != want {
-			t.Errorf("DecimalAmount(%d) = %q, want %q", a, got, want)
-		}
 	}
 }
