@@ -197,7 +197,7 @@ func NewSession(p SessionParams, now time.Time) (Session, error) {
 		Memo:             memo,
 		Status:           StatusOpen,
 		PaymentStatus:    PaymentUnpaid,
-		ExpiresAt:        now.Add(p.ExpiresIn).Truncate(time.Second),
+		ExpiresAt:        ceilSecond(now.Add(p.ExpiresIn)),
 		Metadata:         p.Metadata,
 		SuccessURL:       p.SuccessURL,
 		CancelURL:        p.CancelURL,
@@ -205,4 +205,13 @@ func NewSession(p SessionParams, now time.Time) (Session, error) {
 		UpdatedAt:        now.Truncate(time.Microsecond),
 		Version:          1,
 	}, nil
+}
+
+// ceilSecond rounds t up to a whole second, so a session never lasts less
+// than it was asked to.
+func ceilSecond(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
 }

@@ -312,8 +312,8 @@ func TestNewSession(t *testing.T) {
 				t.Errorf("UpdatedAt = %v, want CreatedAt %v", s.UpdatedAt, s.CreatedAt)
 			}
 			want := now.Add(p.ExpiresIn)
-			if d := want.Sub(s.ExpiresAt); d < 0 || d >= time.Second || s.ExpiresAt.Nanosecond() != 0 {
-				t.Errorf("ExpiresAt = %v, want a whole second within 1s before %v", s.ExpiresAt, want)
+			if d := s.ExpiresAt.Sub(want); d < 0 || d >= time.Second || s.ExpiresAt.Nanosecond() != 0 {
+				t.Errorf("ExpiresAt = %v, want a whole second within 1s at or after %v", s.ExpiresAt, want)
 			}
 		})
 	}
