@@ -2,10 +2,13 @@ package actors_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,7 +43,9 @@ type wenv struct {
 	clockSkew atomic.Int64
 }
 
-func newWatcherEnv(t *testing.T) *wenv {
+// newWatcherEnv builds the world; opts, if given, configures the session
+// actors (its store and logger are filled in).
+func newWatcherEnv(t *testing.T, opts ...actors.Config) *wenv {
 	t.Helper()
 	ctx := context.Background()
 	dsn := pgtest.New(t)
@@ -79,7 +84,12 @@ func newWatcherEnv(t *testing.T) *wenv {
 
 	e.kp = e.funded()
 	e.merchant = e.newMerchant("Watched shop")
-	sys, err := actors.Start(actors.Config{Store: db, Logger: testLogger(), AskTimeout: 5 * time.Second}, nil)
+	acfg := actors.Config{AskTimeout: 5 * time.Second}
+	if len(opts) > 0 {
+		acfg = opts[0]
+	}
+	acfg.Store, acfg.Logger = db, testLogger()
+	sys, err := actors.Start(acfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +125,14 @@ func (e *wenv) newMerchant(name string) checkout.Merchant {
 // cleanup unless the test stops them first.
 func (e *wenv) watchers() *actors.Watchers {
 	e.t.Helper()
+	return e.watchersOn(e.db)
+}
+
+// watchersOn is watchers with another store in front of the database.
+func (e *wenv) watchersOn(store actors.WatcherStore) *actors.Watchers {
+	e.t.Helper()
 	ws, err := actors.NewWatchers(actors.WatchersConfig{
-		DB: e.db, Horizon: e.horizon, Sessions: e.system.Sessions(), Logger: testLogger(),
+		DB: store, Horizon: e.horizon, Sessions: e.system.Sessions(), Logger: testLogger(),
 		FlushInterval: 50 * time.Millisecond, CaughtUpInterval: 100 * time.Millisecond,
 		WatchdogTimeout: 10 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 	})
@@ -511,4 +527,173 @@ func TestWatcherCaughtUpWaitsForUnacknowledgedPayment(t *testing.T) {
 	waitFor(t, 10*time.Second, "caught_up_to to pass the payment's ledger", func() bool {
 		return !e.cursor().CaughtUpTo.Before(tx.LedgerCloseTime)
 	})
+}
+
+func TestWatcherHoldsCursorForUnacknowledgedPaymentAndRetries(t *testing.T) {
+	var calls atomic.Int64
+	release := make(chan struct{})
+	e := newWatcherEnv(t, actors.Config{
+		AskTimeout: 500 * time.Millisecond,
+		Hooks: actors.Hooks{BeforeSettle: func(string, *actors.ObservePayment) {
+			if calls.Add(1) == 1 {
+				<-release // the first hand-off is stuck: received, not acknowledged
+			}
+		}},
+	})
+	ws := e.watchers()
+	s := e.session(ws, "1", checkout.MemoText)
+	customer := e.funded()
+	waitFor(t, 10*time.Second, "caught_up_to while idle", func() bool { return !e.cursor().CaughtUpTo.IsZero() })
+	e.clockSkew.Store(int64(time.Minute))
+	tx := e.pay(customer, e.kp.Address(), "1", txnbuild.MemoText(s.Memo))
+	waitFor(t, 10*time.Second, "the payment to reach its session actor", func() bool { return calls.Load() >= 1 })
+
+	time.Sleep(time.Second) // flushes and caught-up checks run meanwhile
+	c := e.cursor()
+	l, _ := horizon.LedgerOf(c.PagingToken)
+	if want := ledgerOf(t, e, tx); l >= want {
+		t.Fatalf("cursor %s (ledger %d) passed the unacknowledged payment's ledger %d", c.PagingToken, l, want)
+	}
+	if !c.CaughtUpTo.Before(tx.LedgerCloseTime) {
+		t.Fatalf("caught_up_to %s passed the unacknowledged payment's ledger (%s)", c.CaughtUpTo, tx.LedgerCloseTime)
+	}
+	close(release)
+	got := e.received(s.ID, checkout.StroopsPerUnit)
+	if got.Status != checkout.StatusComplete {
+		t.Fatalf("session is %s", got.Status)
+	}
+	if n := e.count(`SELECT count(*) FROM payments WHERE session_id = $1`, s.ID); n != 1 {
+		t.Fatalf("%d payments recorded, want 1", n)
+	}
+	if st := ws.Stats(); st.Retries == 0 {
+		t.Errorf("stats = %+v, want the timed-out hand-off retried", st)
+	}
+	waitFor(t, 10*time.Second, "the cursor and caught_up_to to pass the payment", func() bool {
+		c := e.cursor()
+		l, _ := horizon.LedgerOf(c.PagingToken)
+		return l >= ledgerOf(t, e, tx) && !c.CaughtUpTo.Before(tx.LedgerCloseTime)
+	})
+}
+
+func ledgerOf(t *testing.T, e *wenv, tx hProtocol.Transaction) uint32 {
+	t.Helper()
+	if tx.Ledger <= 0 {
+		t.Fatalf("transaction %s has no ledger", tx.Hash)
+	}
+	return uint32(tx.Ledger)
+}
+
+func TestWatcherKeepsSessionOrder(t *testing.T) {
+	e := newWatcherEnv(t)
+	ws := e.watchers()
+	s := e.session(ws, "2", checkout.MemoText)
+	customer := e.funded()
+	// Four payments of 1 XLM in one transaction: the first two complete the
+	// session, so the last two, and only they, are late.
+	ops := make([]txnbuild.Operation, 4)
+	for i := range ops {
+		ops[i] = &txnbuild.Payment{Destination: e.kp.Address(), Amount: "1", Asset: txnbuild.NativeAsset{}}
+	}
+	e.submit(customer, txnbuild.MemoText(s.Memo), ops...)
+	waitFor(t, 15*time.Second, "four payments", func() bool {
+		return e.count(`SELECT count(*) FROM payments WHERE session_id = $1`, s.ID) == 4
+	})
+	pays, err := e.db.SessionPayments(context.Background(), s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(pays, func(a, b checkout.Payment) int { return horizon.ComparePagingTokens(a.OperationID, b.OperationID) })
+	want := []checkout.Disposition{checkout.DispositionApplied, checkout.DispositionApplied, checkout.DispositionLate, checkout.DispositionLate}
+	for i, p := range pays {
+		if p.Disposition != want[i] {
+			t.Fatalf("operation %d (%s) is %s, want %s", i, p.OperationID, p.Disposition, want[i])
+		}
+	}
+	if got := e.load(s.ID); got.AmountReceived != 2*checkout.StroopsPerUnit || got.Status != checkout.StatusComplete {
+		t.Fatalf("session = %s, %s", got.AmountReceived, got.Status)
+	}
+}
+
+// flakyStore fails the first calls of the lookups and writes a watcher
+// makes, as a Postgres outage would.
+type flakyStore struct {
+	*persistence.DB
+	lookups, unmatched atomic.Int64
+}
+
+var errOutage = errors.New("injected database outage")
+
+func (f *flakyStore) SessionIDByMemo(ctx context.Context, account string, t checkout.MemoType, memo string) (string, error) {
+	if f.lookups.Add(1) <= 3 {
+		return "", errOutage
+	}
+	return f.DB.SessionIDByMemo(ctx, account, t, memo)
+}
+
+func (f *flakyStore) RecordUnmatched(ctx context.Context, p checkout.Payment, events []checkout.Event) error {
+	if f.unmatched.Add(1) <= 3 {
+		return errOutage
+	}
+	return f.DB.RecordUnmatched(ctx, p, events)
+}
+
+func TestWatcherRetriesThroughDatabaseErrors(t *testing.T) {
+	e := newWatcherEnv(t)
+	store := &flakyStore{DB: e.db}
+	ws := e.watchersOn(store)
+	s := e.session(ws, "1", checkout.MemoText)
+	customer := e.funded()
+	lost := e.pay(customer, e.kp.Address(), "3", txnbuild.MemoText("NOSUCHSESSION"))
+	e.pay(customer, e.kp.Address(), "1", txnbuild.MemoText(s.Memo))
+	e.received(s.ID, checkout.StroopsPerUnit)
+	waitFor(t, 10*time.Second, "the unmatched payment", func() bool {
+		return e.count(`SELECT count(*) FROM payments WHERE transaction_hash = $1 AND disposition = 'unmatched'`, lost.Hash) == 1
+	})
+	if st := ws.Stats(); st.Retries < 6 {
+		t.Errorf("stats = %+v, want at least 6 retries", st)
+	}
+}
+
+func TestWatcherStopAbandonsUnacknowledgedAndReplaysIt(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	e := newWatcherEnv(t, actors.Config{
+		AskTimeout: 10 * time.Second,
+		Hooks: actors.Hooks{BeforeSettle: func(string, *actors.ObservePayment) {
+			once.Do(func() { <-release })
+		}},
+	})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	ws := e.watchers()
+	s := e.session(ws, "5", checkout.MemoText)
+	customer := e.funded()
+	first := e.pay(customer, e.kp.Address(), "1", txnbuild.MemoText(s.Memo))
+	e.pay(customer, e.kp.Address(), "1", txnbuild.MemoText(s.Memo))
+	time.Sleep(300 * time.Millisecond) // both handed off; the first is stuck
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := ws.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop = %v, want the deadline", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Stop took %s with an expired context", d)
+	}
+	c := e.cursor()
+	l, _ := horizon.LedgerOf(c.PagingToken)
+	if l >= ledgerOf(t, e, first) {
+		t.Fatalf("cursor %s (ledger %d) passed the unacknowledged payment of ledger %d", c.PagingToken, l, ledgerOf(t, e, first))
+	}
+	close(release)
+	e.watchers()
+	e.received(s.ID, 2*checkout.StroopsPerUnit)
+	if n := e.count(`SELECT count(*) FROM payments WHERE session_id = $1`, s.ID); n != 2 {
+		t.Fatalf("%d payments recorded, want 2", n)
+	}
 }
