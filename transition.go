@@ -70,14 +70,14 @@ func applyPayment(s Session, p Payment, now time.Time) (Transition, error) {
 
 	var types []EventType
 	switch {
-	case s.IsOpen() && p.LedgerClosedAt.After(s.ExpiresAt):
-		// The ledger passed the expiry before this payment closed: the
-		// session expired first, and the payment is late.
-		next.Status = StatusExpired
-		next.ClosedAt = s.ExpiresAt
-		p.Disposition = DispositionLate
-		types = []EventType{EventSessionExpired, EventPaymentLate}
-	case !s.IsOpen():
+	case !s.IsOpen() || p.LedgerClosedAt.After(s.ExpiresAt):
+		// The session had closed, or ledger time had passed its expiry, when
+		// this payment's ledger closed. A payment late by ledger time does
+		// not expire the session itself: an earlier, punctual payment may
+		// still be on its way (a retried hand-off), and must find the
+		// session open. Expiry waits for the recovery actor, which acts
+		// only once the account's watcher has recorded every ledger up to
+		// past the expiry.
 		p.Disposition = DispositionLate
 		types = []EventType{EventPaymentLate}
 	case p.Asset != s.Asset:
@@ -100,11 +100,7 @@ func applyPayment(s Session, p Payment, now time.Time) (Transition, error) {
 	}
 	t := Transition{Session: next, Payment: &p, Changed: true}
 	for _, typ := range types {
-		pay := &p
-		if typ == EventSessionExpired {
-			pay = nil // the expiry is the ledger's doing, not this payment's
-		}
-		t.Events = append(t.Events, newEvent(typ, next, pay, now))
+		t.Events = append(t.Events, newEvent(typ, next, &p, now))
 	}
 	return t, nil
 }

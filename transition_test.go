@@ -252,7 +252,7 @@ func TestApply(t *testing.T) {
 		{openUnpaid, payOver, outcome{status: complete, pay: overpaid, received: 125 * unit, disp: applied, events: evs(evReceived, evCompleted), closed: closedLedger}},
 		{openUnpaid, payWrongIssuer, outcome{status: open, pay: unpaid, received: 0, disp: wrongAsset, events: evs(evWrongAsset), closed: closedZero}},
 		{openUnpaid, payWrongCode, outcome{status: open, pay: unpaid, received: 0, disp: wrongAsset, events: evs(evWrongAsset), closed: closedZero}},
-		{openUnpaid, payLedgerLate, outcome{status: expired, pay: unpaid, received: 0, disp: late, events: evs(evExpired, evLate), closed: closedExpiry}},
+		{openUnpaid, payLedgerLate, lateOn(openUnpaid)},
 		{openUnpaid, payLedgerAtExp, outcome{status: complete, pay: paid, received: 100 * unit, disp: applied, events: evs(evReceived, evCompleted), closed: closedLedger}},
 		{openUnpaid, payObservedLater, outcome{status: complete, pay: paid, received: 100 * unit, disp: applied, events: evs(evReceived, evCompleted), closed: closedLedger}},
 		{openUnpaid, expireBefore, fails(checkout.ErrNotYetExpired)},
@@ -265,7 +265,7 @@ func TestApply(t *testing.T) {
 		{openPartial, payOver, outcome{status: complete, pay: overpaid, received: 125 * unit, disp: applied, events: evs(evReceived, evCompleted), closed: closedLedger}},
 		{openPartial, payWrongIssuer, outcome{status: open, pay: partial, received: 40 * unit, disp: wrongAsset, events: evs(evWrongAsset), closed: closedZero}},
 		{openPartial, payWrongCode, outcome{status: open, pay: partial, received: 40 * unit, disp: wrongAsset, events: evs(evWrongAsset), closed: closedZero}},
-		{openPartial, payLedgerLate, outcome{status: expired, pay: partial, received: 40 * unit, disp: late, events: evs(evExpired, evLate), closed: closedExpiry}},
+		{openPartial, payLedgerLate, lateOn(openPartial)},
 		{openPartial, payLedgerAtExp, outcome{status: complete, pay: paid, received: 100 * unit, disp: applied, events: evs(evReceived, evCompleted), closed: closedLedger}},
 		{openPartial, payObservedLater, outcome{status: complete, pay: paid, received: 100 * unit, disp: applied, events: evs(evReceived, evCompleted), closed: closedLedger}},
 		{openPartial, expireBefore, fails(checkout.ErrNotYetExpired)},
@@ -555,10 +555,11 @@ func TestApplySequences(t *testing.T) {
 			{input: kind(expireAfter), status: expired, pay: unpaid, version: 1},
 			{input: kind(expireBefore), status: expired, pay: unpaid, version: 1},
 		}},
-		{name: "late ledger expires, then expire is a no-op", steps: []step{
+		{name: "late ledger is late but leaves expiry to Expire", steps: []step{
 			{input: pay(10 * unit), status: open, pay: partial, recv: 10 * unit, version: 1, events: evs(evReceived)},
-			{input: kind(payLedgerLate), status: expired, pay: partial, recv: 10 * unit, version: 2, events: evs(evExpired, evLate)},
-			{input: kind(expireAfter), status: expired, pay: partial, recv: 10 * unit, version: 2},
+			{input: kind(payLedgerLate), status: open, pay: partial, recv: 10 * unit, version: 2, events: evs(evLate)},
+			{input: pay(90 * unit), status: complete, pay: paid, recv: 100 * unit, version: 3, events: evs(evReceived, evCompleted)},
+			{input: kind(expireAfter), status: complete, pay: paid, recv: 100 * unit, version: 3, wantErr: checkout.ErrSessionNotOpen},
 		}},
 		{name: "too early expire, then on time", steps: []step{
 			{input: kind(expireAt), wantErr: checkout.ErrNotYetExpired, status: open, pay: unpaid},

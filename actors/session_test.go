@@ -64,8 +64,8 @@ func TestSessionActorSettlesPayments(t *testing.T) {
 		{
 			name: "ledger closed after expiry is late", amount: "10", asset: checkout.NativeAsset,
 			payments: []pay{{"10", checkout.NativeAsset, 2 * time.Hour, checkout.DispositionLate}},
-			status:   checkout.StatusExpired, paymentStatus: checkout.PaymentUnpaid, received: "0.0000000",
-			events: []checkout.EventType{checkout.EventSessionExpired, checkout.EventPaymentLate},
+			status:   checkout.StatusOpen, paymentStatus: checkout.PaymentUnpaid, received: "0.0000000",
+			events: []checkout.EventType{checkout.EventPaymentLate},
 		},
 		{
 			name: "payment after completion is late", amount: "1", asset: checkout.NativeAsset,

@@ -112,8 +112,14 @@ func TestSettlePayment(t *testing.T) {
 		}},
 		{"ledger closed past expiry on an open session", usdcA, []settleStep{
 			{amount: 100 * unit, closed: time.Second, wantDisposition: checkout.DispositionLate,
-				wantEvents: []checkout.EventType{expired, late},
-				wantStatus: checkout.StatusExpired, wantPayStatus: checkout.PaymentUnpaid, wantClosed: after(0)},
+				wantEvents: []checkout.EventType{late},
+				wantStatus: checkout.StatusOpen, wantPayStatus: checkout.PaymentUnpaid},
+			// A punctual payment whose hand-off was retried arrives after the
+			// late one, and still counts.
+			{amount: 100 * unit, closed: -time.Second, wantDisposition: checkout.DispositionApplied,
+				wantEvents: []checkout.EventType{received, completed},
+				wantStatus: checkout.StatusComplete, wantPayStatus: checkout.PaymentPaid, wantReceived: 100 * unit,
+				wantClosed: after(-time.Second)},
 		}},
 		{"wrong issuer", usdcA, []settleStep{
 			{amount: 100 * unit, asset: &usdcB, closed: -time.Minute, wantDisposition: checkout.DispositionWrongAsset,
