@@ -8,7 +8,3 @@ import (
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return usagef("dev: not yet: it arrives with the merchant API (issue #5); run `checkoutd sandbox` and `checkoutd serve --network sandbox` meanwhile")
 }
-
-func runMerchant(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return usagef("merchant: not yet: it arrives with the merchant API (issue #5)")
-}

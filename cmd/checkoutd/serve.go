@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/stellar/go-stellar-sdk/network"
 
 	"github.com/checkoutd/checkoutd/actors"
+	"github.com/checkoutd/checkoutd/api"
 	"github.com/checkoutd/checkoutd/persistence"
 	"github.com/checkoutd/checkoutd/stellar/horizon"
 )
@@ -33,6 +35,9 @@ type serveConfig struct {
 	IdleTimeout           time.Duration
 	RecoveryInterval      time.Duration
 	ShutdownTimeout       time.Duration
+	// APIRateLimit and APIRateBurst shape each API key's token bucket.
+	APIRateLimit float64
+	APIRateBurst int
 }
 
 // networks are the Stellar networks checkoutd knows by name: each sets the
@@ -58,6 +63,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	f.duration(&c.IdleTimeout, "session-idle-timeout", "CHECKOUTD_SESSION_IDLE_TIMEOUT", 2*time.Minute, "passivate a session actor after this long without a message")
 	f.duration(&c.RecoveryInterval, "recovery-interval", "CHECKOUTD_RECOVERY_INTERVAL", 30*time.Second, "how often recovery looks for stale sessions")
 	f.duration(&c.ShutdownTimeout, "shutdown-timeout", "CHECKOUTD_SHUTDOWN_TIMEOUT", 30*time.Second, "how long a graceful shutdown may take")
+	f.float(&c.APIRateLimit, "api-rate-limit", "CHECKOUTD_API_RATE_LIMIT", 25, "API requests per second allowed to each API key, on average")
+	f.int(&c.APIRateBurst, "api-rate-burst", "CHECKOUTD_API_RATE_BURST", 50, "API requests allowed to each API key at once")
 	if err := f.parse(args); err != nil {
 		return c, err
 	}
@@ -93,6 +100,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.LogFormat != "" && c.LogFormat != "json" && c.LogFormat != "text" {
 		return usagef("serve: --log-format %q: want json or text", c.LogFormat)
+	}
+	if c.APIRateLimit <= 0 || c.APIRateBurst <= 0 {
+		return usagef("serve: --api-rate-limit and --api-rate-burst must be positive")
 	}
 	for name, d := range map[string]time.Duration{"session-idle-timeout": c.IdleTimeout,
 		"recovery-interval": c.RecoveryInterval, "shutdown-timeout": c.ShutdownTimeout} {
@@ -170,13 +180,21 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 		return err
 	}
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	apiServer, err := api.New(api.Config{
+		Store:             db,
+		Sessions:          system.Sessions(),
+		Watchers:          watchers,
+		PublicURL:         cfg.PublicURL,
+		NetworkPassphrase: cfg.Passphrase,
+		Logger:            logger.With("component", "api"),
+		RateLimit:         cfg.APIRateLimit,
+		RateBurst:         cfg.APIRateBurst,
 	})
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           apiServer,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -200,10 +218,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	case err = <-serveErr:
 		logger.Error("http server failed", "err", err)
 	}
-	return shutdown(cfg.ShutdownTimeout, logger, srv, watchers, system, err)
+	return shutdown(cfg.ShutdownTimeout, logger, srv, apiServer, watchers, system, err)
 }
 
-func shutdown(timeout time.Duration, logger *slog.Logger, srv *http.Server,
+func shutdown(timeout time.Duration, logger *slog.Logger, srv *http.Server, apiServer *api.Server,
 	watchers *actors.Watchers, system *actors.System, cause error) error {
 	logger.Info("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -212,6 +230,7 @@ func shutdown(timeout time.Duration, logger *slog.Logger, srv *http.Server,
 	if err := srv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
+	apiServer.Close()
 	if err := watchers.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("watchers: %w", err))
 	}
@@ -223,4 +242,28 @@ func shutdown(timeout time.Duration, logger *slog.Logger, srv *http.Server,
 	}
 	logger.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// float is flags.string for a float64 flag.
+func (f *flags) float(p *float64, name, env string, def float64, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("$%s=%q: not a number", env, v))
+		}
+		def = x
+	}
+	f.Float64Var(p, name, def, usage+" ($"+env+")")
+}
+
+// int is flags.string for an int flag.
+func (f *flags) int(p *int, name, env string, def int, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		x, err := strconv.Atoi(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("$%s=%q: not an integer", env, v))
+		}
+		def = x
+	}
+	f.IntVar(p, name, def, usage+" ($"+env+")")
 }

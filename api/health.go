@@ -1,0 +1,53 @@
+package api
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// OpenAPI is the API's OpenAPI document, served at /openapi.json.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+// readyTimeout bounds the readiness check's call to Postgres.
+const readyTimeout = 2 * time.Second
+
+// handleHealth answers while the process is alive: GET /healthz.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	s.writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReady answers 200 when checkoutd can do its work: Postgres answers
+// and, if any account is watched, at least one watcher has its Horizon
+// stream open (none open means Horizon is out of reach). Otherwise 503 with
+// the error object saying which check failed: GET /readyz.
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	if err := s.cfg.Store.Ping(ctx); err != nil {
+		s.Error(w, r, unavailable("postgres is not reachable", err))
+		return
+	}
+	body := map[string]any{"status": "ready", "postgres": "ok"}
+	if ws := s.cfg.WatcherStatus; ws != nil {
+		running, streaming := ws.Running(), ws.Streaming()
+		if running > 0 && streaming == 0 {
+			s.Error(w, r, unavailable("no ledger watcher is streaming from Horizon",
+				fmt.Errorf("watchers: %d running, none streaming", running)))
+			return
+		}
+		body["watchers"] = map[string]int{"running": running, "streaming": streaming}
+	}
+	s.writeJSON(w, r, http.StatusOK, body)
+}
+
+// handleOpenAPI serves the OpenAPI document: GET /openapi.json.
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(OpenAPI)
+}
