@@ -17,6 +17,7 @@ import (
 
 	"github.com/checkoutd/checkoutd/actors"
 	"github.com/checkoutd/checkoutd/api"
+	"github.com/checkoutd/checkoutd/api/hosted"
 	"github.com/checkoutd/checkoutd/persistence"
 	"github.com/checkoutd/checkoutd/stellar/horizon"
 )
@@ -180,12 +181,19 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 		return err
 	}
 
+	hostedPages, err := hosted.New(hosted.Config{
+		Store: db, NetworkPassphrase: cfg.Passphrase, Logger: logger.With("component", "hosted"),
+	})
+	if err != nil {
+		return err
+	}
 	apiServer, err := api.New(api.Config{
 		Store:             db,
 		Sessions:          system.Sessions(),
 		Watchers:          watchers,
 		PublicURL:         cfg.PublicURL,
 		NetworkPassphrase: cfg.Passphrase,
+		Hosted:            hostedPages,
 		Logger:            logger.With("component", "api"),
 		RateLimit:         cfg.APIRateLimit,
 		RateBurst:         cfg.APIRateBurst,

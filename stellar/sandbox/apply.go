@@ -1,10 +1,13 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"math"
 	"math/bits"
 	"net/http"
@@ -79,7 +82,8 @@ func (n *Network) submit(ctx context.Context, envelope string) (*txRecord, *prob
 // time bounds, fee, operation validity and signatures.
 func (n *Network) check(envelope string) (*submission, *problem.P) {
 	sub := &submission{envelope: envelope}
-	if err := xdr.SafeUnmarshalBase64(envelope, &sub.env); err != nil {
+	hash, err := n.decodeEnvelope(envelope, &sub.env)
+	if err != nil {
 		return nil, malformedTx(envelope, "cannot decode envelope: "+err.Error())
 	}
 	env := &sub.env
@@ -115,9 +119,12 @@ func (n *Network) check(envelope string) (*submission, *problem.P) {
 	if results, ok := validateOps(sub.ops); !ok {
 		return nil, txFailed(envelope, xdr.TransactionResultCodeTxFailed, results, 0)
 	}
-	hash, err := network.HashTransactionInEnvelope(*env, n.cfg.NetworkPassphrase)
-	if err != nil {
-		return nil, malformedTx(envelope, "cannot hash transaction: "+err.Error())
+	if hash == nil {
+		h, err := network.HashTransactionInEnvelope(*env, n.cfg.NetworkPassphrase)
+		if err != nil {
+			return nil, malformedTx(envelope, "cannot hash transaction: "+err.Error())
+		}
+		hash = &h
 	}
 	sub.hash = hex.EncodeToString(hash[:])
 	sigs := env.Signatures()
@@ -134,18 +141,22 @@ func (n *Network) check(envelope string) (*submission, *problem.P) {
 	if !signedBy(sub.source) {
 		return nil, txFailed(envelope, xdr.TransactionResultCodeTxBadAuth, nil, 0)
 	}
-	results := make([]xdr.OperationResult, len(sub.ops))
-	authOK := true
+	var results []xdr.OperationResult // built only when an operation lacks its signature
 	for i, op := range sub.ops {
-		results[i] = innerResult(successTr(op.Body.Type))
-		if op.SourceAccount != nil {
-			if k := muxedKey(*op.SourceAccount); k != sub.source && !signedBy(k) {
-				results[i] = outerResult(xdr.OperationResultCodeOpBadAuth)
-				authOK = false
+		if op.SourceAccount == nil {
+			continue
+		}
+		if k := muxedKey(*op.SourceAccount); k != sub.source && !signedBy(k) {
+			if results == nil {
+				results = make([]xdr.OperationResult, len(sub.ops))
+				for j, op := range sub.ops {
+					results[j] = innerResult(successTr(op.Body.Type))
+				}
 			}
+			results[i] = outerResult(xdr.OperationResultCodeOpBadAuth)
 		}
 	}
-	if !authOK {
+	if results != nil {
 		return nil, txFailed(envelope, xdr.TransactionResultCodeTxFailed, results, 0)
 	}
 	for _, u := range used {
@@ -155,6 +166,55 @@ func (n *Network) check(envelope string) (*submission, *problem.P) {
 	}
 	return sub, nil
 }
+
+// decodeEnvelope decodes the base64 envelope into env. For a v1 envelope it
+// also returns the transaction hash, taken from the decoded bytes: they
+// already hold the envelope type and the transaction's XDR, which
+// network.HashTransactionInEnvelope would encode again. Otherwise the hash
+// is nil. Anything the fast path does not decode goes through
+// xdr.SafeUnmarshalBase64, so errors read exactly as before.
+func (n *Network) decodeEnvelope(envelope string, env *xdr.TransactionEnvelope) (*[32]byte, error) {
+	bp := n.rawPool.Get().(*[]byte)
+	defer n.rawPool.Put(bp)
+	raw := (*bp)[:0]
+	raw, err := base64.StdEncoding.AppendDecode(raw, []byte(envelope))
+	*bp = raw
+	if err == nil {
+		opts := xdr.DecodeOptions{MaxInputLen: len(raw), MaxDepth: xdrMaxDepth}
+		var read int
+		read, err = xdr.UnmarshalWithOptions(bytes.NewReader(raw), env, opts)
+		if err == nil && read != len(raw) {
+			err = errNotConsumed
+		}
+	}
+	if err != nil {
+		*env = xdr.TransactionEnvelope{}
+		return nil, xdr.SafeUnmarshalBase64(envelope, env)
+	}
+	if env.Type != xdr.EnvelopeTypeEnvelopeTypeTx {
+		return nil, nil
+	}
+	// The envelope is the type, the transaction, then the signatures: a
+	// count and, for each, a 4-byte hint and a padded opaque signature.
+	sigs := 4
+	for _, s := range env.V1.Signatures {
+		sigs += 4 + 4 + (len(s.Signature)+3)&^3
+	}
+	if len(raw)-sigs < 4 {
+		return nil, nil // unreachable for a decoded envelope; let the SDK hash it
+	}
+	h := sha256.New()
+	h.Write(n.networkID[:])
+	h.Write(raw[:len(raw)-sigs])
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return &sum, nil
+}
+
+// xdrMaxDepth is xdr.SafeUnmarshalBase64's default decoding depth.
+const xdrMaxDepth = 1500
+
+var errNotConsumed = errors.New("input not fully consumed")
 
 // successTr is a placeholder success result used when reporting another
 // operation's validation failure.
@@ -181,16 +241,25 @@ func validAsset(a xdr.Asset) bool {
 // doCheckValid does; malformed operations reject the transaction without
 // charging a fee.
 func validateOps(ops []xdr.Operation) ([]xdr.OperationResult, bool) {
-	results := make([]xdr.OperationResult, len(ops))
-	ok := true
+	var results []xdr.OperationResult // built only when an operation is invalid
 	for i, op := range ops {
-		r, good := validateOp(op)
-		results[i] = r
-		ok = ok && good
+		bad, ok := validateOp(op)
+		if ok {
+			continue
+		}
+		if results == nil {
+			results = make([]xdr.OperationResult, len(ops))
+			for j, op := range ops {
+				results[j] = innerResult(successTr(op.Body.Type))
+			}
+		}
+		results[i] = bad
 	}
-	return results, ok
+	return results, results == nil
 }
 
+// validateOp checks one operation, returning its failure result if it is
+// invalid.
 func validateOp(op xdr.Operation) (xdr.OperationResult, bool) {
 	b := op.Body
 	switch b.Type {
@@ -225,7 +294,7 @@ func validateOp(op xdr.Operation) (xdr.OperationResult, bool) {
 	default:
 		return outerResult(xdr.OperationResultCodeOpNotSupported), false
 	}
-	return innerResult(successTr(b.Type)), true
+	return xdr.OperationResult{}, true
 }
 
 func validPath(path []xdr.Asset) bool {

@@ -1,10 +1,12 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -146,7 +148,8 @@ func (n *Network) handleAccountData(w http.ResponseWriter, r *http.Request) {
 
 func (n *Network) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, n.cfg.MaxBodyBytes)
-	if err := r.ParseForm(); err != nil {
+	envelope, err := n.formTx(r)
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeProblem(w, problemTooLarge)
@@ -155,7 +158,6 @@ func (n *Network) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, badRequest("tx", "cannot parse form: "+err.Error()))
 		return
 	}
-	envelope := r.PostForm.Get("tx")
 	if envelope == "" {
 		writeProblem(w, badRequest("tx", "Transaction envelope is required (form field tx)"))
 		return
@@ -166,6 +168,38 @@ func (n *Network) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeRawJSON(w, http.StatusOK, rec.txJSON())
+}
+
+// maxFormBytes is the body size above which http.Request.ParseForm fails.
+const maxFormBytes = 10 << 20
+
+// formTx returns the form field tx of a POST, as r.PostForm.Get("tx")
+// would after r.ParseForm. A body that is just "tx=<envelope>", the shape
+// every SDK sends, is unescaped directly, without building url.Values;
+// anything else goes through ParseForm.
+func (n *Network) formTx(r *http.Request) (string, error) {
+	if r.URL.RawQuery != "" || n.cfg.MaxBodyBytes > maxFormBytes ||
+		r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+		if err := r.ParseForm(); err != nil {
+			return "", err
+		}
+		return r.PostForm.Get("tx"), nil
+	}
+	bp := n.bodyPool.Get().(*bytes.Buffer)
+	defer n.bodyPool.Put(bp)
+	bp.Reset()
+	if _, err := bp.ReadFrom(r.Body); err != nil {
+		return "", err
+	}
+	body := bp.Bytes()
+	if !bytes.HasPrefix(body, []byte("tx=")) || bytes.ContainsAny(body, "&;") {
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return "", err
+		}
+		return form.Get("tx"), nil
+	}
+	return url.QueryUnescape(string(body[3:]))
 }
 
 func (n *Network) handleTransaction(w http.ResponseWriter, r *http.Request) {

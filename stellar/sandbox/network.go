@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stellar/go-stellar-sdk/keypair"
+	"github.com/stellar/go-stellar-sdk/network"
 	hProtocol "github.com/stellar/go-stellar-sdk/protocols/horizon"
 	"github.com/stellar/go-stellar-sdk/txnbuild"
 )
@@ -17,9 +19,10 @@ import (
 // Network is an in-memory Stellar network with a Horizon-compatible HTTP
 // API (see Handler). All methods are safe for concurrent use.
 type Network struct {
-	cfg    Config
-	faults *faultState
-	root   *keypair.Full
+	cfg       Config
+	faults    *faultState
+	root      *keypair.Full
+	networkID [32]byte // sha256 of the passphrase, the prefix of every transaction hash
 
 	// mu guards the ledger state and the history below it.
 	mu        sync.RWMutex
@@ -33,6 +36,12 @@ type Network struct {
 
 	// friendbotMu serializes friendbot transactions, which share the root sequence.
 	friendbotMu sync.Mutex
+
+	// rawPool holds buffers for decoded envelopes (*[]byte); the XDR
+	// decoder copies what it keeps, so a buffer is free once decoding ends.
+	rawPool sync.Pool
+	// bodyPool holds buffers for POST /transactions bodies (*bytes.Buffer).
+	bodyPool sync.Pool
 
 	// done is closed by Close: streams end and waiting submitters give up.
 	done      chan struct{}
@@ -59,12 +68,15 @@ func New(cfg Config) (*Network, error) {
 		cfg:       cfg,
 		faults:    newFaultState(cfg.Seed, cfg.Faults),
 		root:      keypair.Root(cfg.NetworkPassphrase),
+		networkID: network.ID(cfg.NetworkPassphrase),
 		accounts:  make(map[accountKey]*account),
 		txByHash:  make(map[string]*txRecord),
 		payments:  newOpIndex(),
 		byAccount: make(map[accountKey]*opIndex),
 		done:      make(chan struct{}),
 	}
+	n.rawPool.New = func() any { return new([]byte) }
+	n.bodyPool.New = func() any { return new(bytes.Buffer) }
 	rootKey, _ := keyOfAddress(n.root.Address())
 	closedAt := n.now()
 	n.accounts[rootKey] = &account{key: rootKey, address: n.root.Address(), native: totalCoins, lastModified: 1, lastTime: closedAt}

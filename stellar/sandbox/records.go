@@ -126,9 +126,11 @@ func (o *opRecord) render(joined bool) []byte {
 }
 
 // txJSON is the transaction's JSON, marshalled once after its ledger closed.
+// It calls the SDK's MarshalJSON directly: json.Marshal would only compact
+// and copy the already compact result again.
 func (t *txRecord) txJSON() []byte {
 	t.jsonOnce.Do(func() {
-		b, err := json.Marshal(t.resp)
+		b, err := t.resp.MarshalJSON()
 		if err != nil {
 			b = []byte(`{}`)
 		}
