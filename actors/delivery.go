@@ -1,0 +1,254 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/checkoutd/checkoutd/persistence"
+	"github.com/checkoutd/checkoutd/webhooks"
+)
+
+// DeliveryStore is what the webhook delivery engine needs from Postgres.
+// *persistence.DB implements it.
+type DeliveryStore interface {
+	ClaimDeliveries(ctx context.Context, p persistence.ClaimParams) ([]persistence.ClaimedDelivery, error)
+	RecordAttempt(ctx context.Context, r persistence.AttemptResult) (persistence.AttemptOutcome, error)
+	ReleaseClaims(ctx context.Context, tokens []string, now time.Time) (int64, error)
+	ListenDeliveries(ctx context.Context, wake func()) error
+}
+
+// Renderer renders the data object of an event's webhook, the same object
+// the API shows for it. The engine puts it into the Standard Webhooks body.
+type Renderer func(e persistence.OutboxEvent) (any, error)
+
+// DeliveryConfig configures the webhook delivery engine.
+type DeliveryConfig struct {
+	// Store is the database. Required.
+	Store DeliveryStore
+	// Render renders each event's data. Required.
+	Render Renderer
+	// Client sends the webhooks; one client, shared by every attempt, so
+	// connections are kept alive and reused. Default: webhooks.NewClient
+	// with the production policy (https and public addresses only).
+	Client *http.Client
+	// Logger receives the engine's logs. Secrets never reach it.
+	Logger *slog.Logger
+	// Clock is the time source for webhook-timestamp, claims, leases and
+	// the retry schedule. Default time.Now.
+	Clock func() time.Time
+	// AttemptTimeout bounds each attempt, from dialing to the end of the
+	// response. Default 10 s.
+	AttemptTimeout time.Duration
+	// Lease is how long a claim is exclusive. A claim not resolved by then
+	// (its process died) is taken by any engine. Default AttemptTimeout
+	// plus one minute; it must exceed AttemptTimeout.
+	Lease time.Duration
+	// PerEndpoint is how many attempts may be in flight to one endpoint, so
+	// one slow receiver cannot take every slot. Default 4.
+	PerEndpoint int
+	// MaxInFlight bounds this engine's attempts in flight. Default 256.
+	MaxInFlight int
+	// ClaimBatch is the most deliveries one claim takes. Default 128.
+	ClaimBatch int
+	// PollInterval is how often the engine looks for due deliveries without
+	// being woken: retries that come due, and lost notifications.
+	// Default 1 s.
+	PollInterval time.Duration
+	// Backoff is the retry schedule. Default webhooks.Backoff{}.
+	Backoff webhooks.Backoff
+	// DisableAfter disables an endpoint that has failed continuously for
+	// this long. Default 72 h.
+	DisableAfter time.Duration
+	// StoreTimeout bounds each Postgres call. Default 10 s.
+	StoreTimeout time.Duration
+	// WorkerIdle is how long an endpoint's worker actor stays without work
+	// before it is stopped. Default 5 minutes.
+	WorkerIdle time.Duration
+	// Hooks lets tests inject faults.
+	Hooks DeliveryHooks
+}
+
+// DeliveryHooks are fault-injection points for tests. Production leaves
+// them nil.
+type DeliveryHooks struct {
+	// AfterSend runs after an attempt's response and before it is
+	// recorded. Returning false drops the result, as if the process died
+	// there: the claim lapses and the delivery is sent again.
+	AfterSend func(c persistence.ClaimedDelivery) bool
+}
+
+func (c DeliveryConfig) withDefaults() (DeliveryConfig, error) {
+	switch {
+	case c.Store == nil:
+		return c, errors.New("delivery config: a store is required")
+	case c.Render == nil:
+		return c, errors.New("delivery config: a renderer is required")
+	}
+	if c.Client == nil {
+		c.Client = webhooks.NewClient(webhooks.ClientConfig{})
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	clock := c.Clock
+	c.Clock = func() time.Time { return clock().UTC().Truncate(time.Microsecond) }
+	setDefault(&c.AttemptTimeout, 10*time.Second)
+	setDefault(&c.Lease, c.AttemptTimeout+time.Minute)
+	if c.Lease <= c.AttemptTimeout {
+		return c, fmt.Errorf("delivery config: lease %s must exceed the attempt timeout %s", c.Lease, c.AttemptTimeout)
+	}
+	setDefault(&c.PollInterval, time.Second)
+	setDefault(&c.DisableAfter, 72*time.Hour)
+	setDefault(&c.StoreTimeout, 10*time.Second)
+	setDefault(&c.WorkerIdle, 5*time.Minute)
+	if c.PerEndpoint <= 0 {
+		c.PerEndpoint = 4
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 256
+	}
+	if c.ClaimBatch <= 0 {
+		c.ClaimBatch = 128
+	}
+	return c, nil
+}
+
+// DeliveryStats counts what the engine has done, for metrics and tests.
+type DeliveryStats struct {
+	Claimed   atomic.Int64
+	Attempts  atomic.Int64
+	Succeeded atomic.Int64 // attempts answered 2xx
+	Retrying  atomic.Int64 // failed attempts scheduled again
+	Failed    atomic.Int64 // deliveries given up
+	Stale     atomic.Int64 // results whose claim had lapsed
+	Released  atomic.Int64 // claims given back at shutdown
+	Disabled  atomic.Int64 // endpoints disabled
+}
+
+// DeliveryEngine delivers the outbox's webhooks. A dispatcher actor claims
+// due deliveries from Postgres when woken by LISTEN/NOTIFY or by its poll
+// timer, and hands each to its endpoint's worker actor, which runs at most
+// PerEndpoint attempts at once. Several engines, in one process or many,
+// can run against one database: claims are exclusive until their lease
+// ends.
+type DeliveryEngine struct {
+	cfg        DeliveryConfig
+	system     *actor.ActorSystem
+	dispatcher *actor.PID
+	stats      DeliveryStats
+
+	// attemptCtx is the parent of every attempt's context; a hard stop
+	// cancels it.
+	attemptCtx    context.Context
+	cancelAttempt context.CancelFunc
+
+	// stopping makes queued jobs give their claims back instead of
+	// sending.
+	stopping atomic.Bool
+	// jobs counts claimed deliveries not yet resolved: sent and recorded,
+	// or put aside for release.
+	jobs sync.WaitGroup
+
+	releaseMu sync.Mutex
+	release   []string // claim tokens to give back at stop
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// StartDeliveryEngine starts the engine.
+func StartDeliveryEngine(cfg DeliveryConfig) (*DeliveryEngine, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	e := &DeliveryEngine{cfg: cfg}
+	e.attemptCtx, e.cancelAttempt = context.WithCancel(context.Background())
+	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return logger.With("component", "protoactor")
+	}))
+	d := newDispatcher(e)
+	e.dispatcher, err = e.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return d }), "webhook-dispatcher")
+	if err != nil {
+		e.cancelAttempt()
+		e.system.Shutdown()
+		return nil, fmt.Errorf("spawn webhook dispatcher: %w", err)
+	}
+	return e, nil
+}
+
+// Stats reports what the engine has done.
+func (e *DeliveryEngine) Stats() *DeliveryStats { return &e.stats }
+
+// Wake makes the engine look for due deliveries now, as a notification
+// would.
+func (e *DeliveryEngine) Wake() { e.system.Root.Send(e.dispatcher, &wakeDeliveries{}) }
+
+// Stop stops claiming, lets the attempts in flight finish and be recorded,
+// gives back the claims it had not started ("flushing the outbox claims"),
+// so another engine takes them at once instead of after their lease, and
+// shuts the actors down. When ctx ends first, the attempts still in flight
+// are canceled and their claims left to lapse: they will be sent again, as
+// at-least-once allows. Calls after the first return the first's result.
+func (e *DeliveryEngine) Stop(ctx context.Context) error {
+	e.stopOnce.Do(func() { e.stopErr = e.stop(ctx) })
+	return e.stopErr
+}
+
+func (e *DeliveryEngine) stop(ctx context.Context) error {
+	e.stopping.Store(true)
+	var errs []error
+	timeout := time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if _, err := e.system.Root.RequestFuture(e.dispatcher, &stopClaiming{}, max(timeout, time.Millisecond)).Result(); err != nil {
+		errs = append(errs, fmt.Errorf("stop webhook dispatcher: %w", err))
+	}
+	done := make(chan struct{})
+	go func() {
+		e.jobs.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.cancelAttempt()
+		errs = append(errs, fmt.Errorf("webhook attempts still in flight at stop: %w", ctx.Err()))
+	}
+	e.releaseMu.Lock()
+	tokens := e.release
+	e.release = nil
+	e.releaseMu.Unlock()
+	if len(tokens) > 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.StoreTimeout)
+		n, err := e.cfg.Store.ReleaseClaims(rctx, tokens, e.cfg.Clock())
+		cancel()
+		e.stats.Released.Add(n)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.cancelAttempt()
+	e.system.Shutdown()
+	return errors.Join(errs...)
+}
+
+// giveBack puts a claim aside to be released at stop.
+func (e *DeliveryEngine) giveBack(token string) {
+	e.releaseMu.Lock()
+	e.release = append(e.release, token)
+	e.releaseMu.Unlock()
+}

@@ -1,0 +1,205 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// dispatcher claims due deliveries and routes each to its endpoint's worker,
+// a child it spawns on demand and stops when idle. It is woken by
+// LISTEN/NOTIFY (through a listener goroutine it owns), by its poll timer,
+// and by finished attempts when it had left work behind for lack of room.
+type dispatcher struct {
+	engine *DeliveryEngine
+	cfg    *DeliveryConfig
+	logger *slog.Logger
+
+	workers map[string]*endpointWorker // by endpoint id
+	// inFlight counts this engine's unresolved jobs.
+	inFlight int
+	// backlog is set when a claim may have left due deliveries behind
+	// (it was full, or there was no room), so a finished attempt claims
+	// again at once.
+	backlog bool
+	// claimQueued is set while a wakeDeliveries is in the mailbox, so a
+	// burst of wake-ups costs one claim.
+	claimQueued atomic.Bool
+	stopped     bool
+
+	timer          *time.Timer
+	stopListener   context.CancelFunc
+	listenerExited sync.WaitGroup
+}
+
+// endpointWorker is the dispatcher's record of one worker child.
+type endpointWorker struct {
+	pid      *actor.PID
+	jobs     int // handed to the worker and not resolved
+	lastUsed time.Time
+}
+
+func newDispatcher(e *DeliveryEngine) *dispatcher {
+	return &dispatcher{engine: e, cfg: &e.cfg, logger: e.cfg.Logger.With("actor", "webhook-dispatcher"),
+		workers: make(map[string]*endpointWorker)}
+}
+
+// Receive only dispatches.
+func (d *dispatcher) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		d.start(ctx)
+	case *actor.Stopping:
+		d.stop()
+	case *actor.Stopped, *actor.Restarting:
+	case *wakeDeliveries:
+		d.claimQueued.Store(false)
+		d.claim(ctx)
+	case *pollDeliveries:
+		d.claim(ctx)
+		d.passivateIdle(ctx)
+		d.schedule(ctx)
+	case *attemptDone:
+		d.done(ctx, m)
+	case *stopClaiming:
+		d.stop()
+		ctx.Respond(&claimingStopped{})
+	}
+}
+
+func (d *dispatcher) start(ctx actor.Context) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	wake := func() {
+		if d.claimQueued.CompareAndSwap(false, true) {
+			root.Send(self, &wakeDeliveries{})
+		}
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	d.stopListener = cancel
+	d.listenerExited.Add(1)
+	go d.listen(lctx, wake)
+	d.schedule(ctx)
+}
+
+// listen keeps a LISTEN connection open until ctx ends, reconnecting with
+// a backoff when it fails. Polling covers the gaps.
+func (d *dispatcher) listen(ctx context.Context, wake func()) {
+	defer d.listenerExited.Done()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := d.cfg.Store.ListenDeliveries(ctx, wake)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > time.Minute {
+			backoff = 100 * time.Millisecond
+		}
+		d.logger.Warn("webhook notifications lost; polling until they are back", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (d *dispatcher) schedule(ctx actor.Context) {
+	if d.stopped {
+		return
+	}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	d.timer = time.AfterFunc(d.cfg.PollInterval, func() { root.Send(self, &pollDeliveries{}) })
+}
+
+func (d *dispatcher) stop() {
+	if d.stopped {
+		return
+	}
+	d.stopped = true
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	if d.stopListener != nil {
+		d.stopListener()
+		d.listenerExited.Wait()
+	}
+}
+
+// claim claims as many due deliveries as there is room for and hands them
+// out.
+func (d *dispatcher) claim(ctx actor.Context) {
+	if d.stopped {
+		return
+	}
+	room := min(d.cfg.ClaimBatch, d.cfg.MaxInFlight-d.inFlight)
+	if room <= 0 {
+		d.backlog = true
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), d.cfg.StoreTimeout)
+	claims, err := d.cfg.Store.ClaimDeliveries(cctx, claimParams(d.cfg, room))
+	cancel()
+	if err != nil {
+		d.logger.Warn("claim webhook deliveries", "err", err)
+		return
+	}
+	d.backlog = len(claims) == room
+	now := time.Now()
+	for _, c := range claims {
+		w := d.workers[c.Endpoint.ID]
+		if w == nil {
+			w = &endpointWorker{pid: ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
+				return newEndpointWorker(d.engine, c.Endpoint.ID)
+			}))}
+			d.workers[c.Endpoint.ID] = w
+		}
+		w.jobs++
+		w.lastUsed = now
+		d.inFlight++
+		d.engine.jobs.Add(1)
+		d.engine.stats.Claimed.Add(1)
+		ctx.Send(w.pid, &deliveryJob{claim: c})
+	}
+	if d.backlog {
+		d.wakeSelf(ctx)
+	}
+}
+
+func (d *dispatcher) wakeSelf(ctx actor.Context) {
+	if d.claimQueued.CompareAndSwap(false, true) {
+		ctx.Send(ctx.Self(), &wakeDeliveries{})
+	}
+}
+
+// done records a resolved job; with work left behind, it claims again.
+func (d *dispatcher) done(ctx actor.Context, m *attemptDone) {
+	d.inFlight--
+	if w := d.workers[m.endpointID]; w != nil {
+		w.jobs--
+		w.lastUsed = time.Now()
+	}
+	if d.backlog {
+		d.wakeSelf(ctx)
+	}
+}
+
+// passivateIdle stops workers that have had nothing to do for WorkerIdle.
+// Only the dispatcher sends jobs to a worker, so one with no job counted
+// has none in its mailbox either, and stopping it loses nothing. Workers
+// are spawned without names, so a new one for the same endpoint never
+// collides with one still stopping.
+func (d *dispatcher) passivateIdle(ctx actor.Context) {
+	cutoff := time.Now().Add(-d.cfg.WorkerIdle)
+	for id, w := range d.workers {
+		if w.jobs == 0 && w.lastUsed.Before(cutoff) {
+			delete(d.workers, id)
+			ctx.Stop(w.pid)
+		}
+	}
+}
