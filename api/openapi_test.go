@@ -73,3 +73,40 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		t.Errorf("only %d routes: %v", len(routes), routes)
 	}
 }
+
+// TestOpenAPIValidationCatchesDrift is the control for the response
+// validation every API test runs: responses that break the document fail.
+func TestOpenAPIValidationCatchesDrift(t *testing.T) {
+	doc := loadOpenAPI(t)
+	r, err := http.NewRequest(http.MethodGet, "/v1/checkout/sessions/cs_aaaaaaaaaaaaaaaaaaaaaaaa", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"id": "cs_aaaaaaaaaaaaaaaaaaaaaaaa"}
+	hdr := http.Header{"Content-Type": {"application/json"}, "Request-Id": {"req_x"}}
+	good := `{"id":"cs_aaaaaaaaaaaaaaaaaaaaaaaa","object":"checkout.session","status":"open","payment_status":"unpaid",
+		"amount":"1.0000000","amount_received":"0.0000000","asset":"XLM",
+		"pay_to":{"destination":"GA","memo":"M","memo_type":"text"},"payment_uri":"web+stellar:pay?destination=GA",
+		"url":"https://x/c/cs_aaaaaaaaaaaaaaaaaaaaaaaa","expires_at":"2030-01-01T00:00:00Z","created_at":"2030-01-01T00:00:00Z",
+		"closed_at":null,"metadata":{},"success_url":"","cancel_url":""}`
+	if err := validateResponse(doc, r, "/v1/checkout/sessions/{id}", vars, response{status: 200, header: hdr, body: []byte(good)}); err != nil {
+		t.Fatalf("a good session fails: %v", err)
+	}
+	for name, body := range map[string]string{
+		"amount as a number":  strings.Replace(good, `"amount":"1.0000000"`, `"amount":1`, 1),
+		"amount, 2 decimals":  strings.Replace(good, `"amount":"1.0000000"`, `"amount":"1.00"`, 1),
+		"unknown status":      strings.Replace(good, `"status":"open"`, `"status":"paid"`, 1),
+		"missing field":       strings.Replace(good, `"asset":"XLM",`, ``, 1),
+		"extra field":         strings.Replace(good, `"asset":"XLM",`, `"asset":"XLM","merchant_id":"mer_x",`, 1),
+		"wrong object":        strings.Replace(good, `"checkout.session"`, `"session"`, 1),
+		"not an error object": `{"message":"no"}`,
+	} {
+		status := 200
+		if name == "not an error object" {
+			status = 404
+		}
+		if err := validateResponse(doc, r, "/v1/checkout/sessions/{id}", vars, response{status: status, header: hdr, body: []byte(body)}); err == nil {
+			t.Errorf("%s: validates", name)
+		}
+	}
+}
