@@ -515,14 +515,15 @@ func participants(a, b accountKey) []accountKey {
 // Horizon representation and effects.
 func (v *view) applyOp(o *opRecord, srcMuxed xdr.MuxedAccount, body xdr.OperationBody) xdr.OperationResult {
 	srcKey := muxedKey(srcMuxed)
-	b := v.n.opBase(o, srcMuxed, body.Type)
+	src := v.n.partyOf(srcMuxed)
+	b := v.n.opBase(o, src, body.Type)
 	srcExists := v.load(srcKey) != nil
 	switch body.Type {
 	case xdr.OperationTypePayment:
 		p := body.MustPaymentOp()
 		asset, _ := assetKeyOf(p.Asset)
 		dstKey := muxedKey(p.Destination)
-		view := paymentView(b, srcMuxed, p.Destination, asset, int64(p.Amount))
+		view := paymentView(b, src, v.n.partyOf(p.Destination), asset, int64(p.Amount))
 		o.view, o.base, o.payment, o.participants = view, &view.Base, true, participants(srcKey, dstKey)
 		if !srcExists {
 			return outerResult(xdr.OperationResultCodeOpNoAccount)
@@ -573,7 +574,7 @@ func (v *view) applyOp(o *opRecord, srcMuxed xdr.MuxedAccount, body xdr.Operatio
 		sendAsset, _ := assetKeyOf(sendX)
 		destAsset, _ := assetKeyOf(destX)
 		dstKey := muxedKey(dest)
-		view, base := pathPaymentView(b, body, srcMuxed, dest, sendAsset, destAsset, path, sendAmt, destAmt)
+		view, base := pathPaymentView(b, body, src, v.n.partyOf(dest), sendAsset, destAsset, path, sendAmt, destAmt)
 		o.view, o.base, o.payment, o.participants = view, base, true, participants(srcKey, dstKey)
 		if !srcExists {
 			return outerResult(xdr.OperationResultCodeOpNoAccount)
@@ -594,7 +595,8 @@ func (v *view) applyOp(o *opRecord, srcMuxed xdr.MuxedAccount, body xdr.Operatio
 		ca := body.MustCreateAccountOp()
 		dstKey := *ca.Destination.Ed25519
 		amt := int64(ca.StartingBalance)
-		view := createAccountView(b, srcMuxed, dstKey, amt)
+		dstAddress := addressOf(dstKey)
+		view := createAccountView(b, src, dstAddress, amt)
 		o.view, o.base, o.payment, o.participants = view, &view.Base, true, participants(srcKey, dstKey)
 		if !srcExists {
 			return outerResult(xdr.OperationResultCodeOpNoAccount)
@@ -610,7 +612,7 @@ func (v *view) applyOp(o *opRecord, srcMuxed xdr.MuxedAccount, body xdr.Operatio
 		if v.debit(v.load(srcKey), assetKey{}, amt) != payOK {
 			return createAccountResult(xdr.CreateAccountResultCodeCreateAccountUnderfunded)
 		}
-		v.set(dstKey, &account{key: dstKey, address: addressOf(dstKey), seq: int64(v.ledger) << 32, native: amt})
+		v.set(dstKey, &account{key: dstKey, address: dstAddress, seq: int64(v.ledger) << 32, native: amt})
 		o.effects = []effectSpec{
 			{typ: "account_created", account: dstKey, amount: amt},
 			{typ: "account_debited", account: srcKey, amount: amt},
@@ -620,7 +622,7 @@ func (v *view) applyOp(o *opRecord, srcMuxed xdr.MuxedAccount, body xdr.Operatio
 	case xdr.OperationTypeChangeTrust:
 		ct := body.MustChangeTrustOp()
 		asset, _ := changeTrustAsset(ct.Line)
-		view := changeTrustView(b, srcMuxed, asset, int64(ct.Limit))
+		view := changeTrustView(b, src, asset, int64(ct.Limit))
 		o.view, o.base = view, &view.Base
 		if !srcExists {
 			return outerResult(xdr.OperationResultCodeOpNoAccount)
@@ -630,7 +632,7 @@ func (v *view) applyOp(o *opRecord, srcMuxed xdr.MuxedAccount, body xdr.Operatio
 	case xdr.OperationTypeAccountMerge:
 		dest := body.MustDestination()
 		dstKey := muxedKey(dest)
-		view := accountMergeView(b, srcMuxed, dest)
+		view := accountMergeView(b, src, v.n.partyOf(dest))
 		o.view, o.base, o.payment, o.participants = view, &view.Base, true, participants(srcKey, dstKey)
 		if !srcExists {
 			return outerResult(xdr.OperationResultCodeOpNoAccount)
@@ -703,7 +705,8 @@ func (v *view) changeTrust(a *account, asset assetKey, limit int64) xdr.ChangeTr
 // when the ledger closes.
 func (n *Network) txResource(sub *submission, rec *txRecord, fee int64, resultXDR string) hProtocol.Transaction {
 	pt := strconv.FormatInt(toid.New(int32(rec.ledger), rec.index, 0).ToInt64(), 10)
-	src, srcM, srcID := muxedFields(sub.sourceMuxed)
+	p := n.partyOf(sub.sourceMuxed)
+	src, srcM, srcID := p.g, p.muxed, p.id
 	t := hProtocol.Transaction{
 		ID: rec.hash, PT: pt, Successful: rec.successful, Hash: rec.hash, Ledger: int32(rec.ledger),
 		Account: src, AccountMuxed: srcM, AccountMuxedID: srcID, AccountSequence: sub.env.SeqNum(),

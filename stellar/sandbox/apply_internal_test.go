@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/stellar/go-stellar-sdk/amount"
 	"github.com/stellar/go-stellar-sdk/keypair"
 	"github.com/stellar/go-stellar-sdk/network"
 	"github.com/stellar/go-stellar-sdk/txnbuild"
@@ -179,6 +181,20 @@ func TestTxJSONMatchesMarshal(t *testing.T) {
 		}
 		if got := rec.txJSON(); !bytes.Equal(got, want) {
 			t.Errorf("tx %s:\n got %s\nwant %s", rec.hash, got, want)
+		}
+	}
+}
+
+// TestAmountString checks the stroop formatter against the SDK's.
+func TestAmountString(t *testing.T) {
+	values := []int64{0, 1, -1, 9, 10, 9_999_999, 10_000_000, 10_000_001, -10_000_001, 123_456_789_012,
+		totalCoins, math.MaxInt64, math.MinInt64, math.MinInt64 + 1}
+	for i := int64(1); i < 1e18; i *= 7 {
+		values = append(values, i, -i, i+3)
+	}
+	for _, v := range values {
+		if got, want := amountString(v), amount.StringFromInt64(v); got != want {
+			t.Errorf("amountString(%d) = %q, want %q", v, got, want)
 		}
 	}
 }

@@ -34,9 +34,13 @@ func keyOfAddress(address string) (accountKey, bool) {
 	return k, true
 }
 
-// muxedKey returns the underlying account of a (possibly muxed) account.
+// muxedKey returns the underlying account of a (possibly muxed) account,
+// without the allocation of m.ToAccountId.
 func muxedKey(m xdr.MuxedAccount) accountKey {
-	return *m.ToAccountId().Ed25519
+	if m.Type == xdr.CryptoKeyTypeKeyTypeMuxedEd25519 {
+		return m.Med25519.Ed25519
+	}
+	return *m.Ed25519
 }
 
 // assetKey identifies an asset; the zero value is native XLM.

@@ -175,9 +175,11 @@ func (n *Network) closeLedgerLocked() uint32 {
 	}
 	lr := &ledgerRecord{seq: p.seq, closedAt: closedAt, prevHash: prev.hash, txs: p.txs}
 	h := sha256.New()
-	h.Write(prev.hash[:])
-	h.Write(binary.BigEndian.AppendUint32(nil, p.seq))
-	h.Write(binary.BigEndian.AppendUint64(nil, uint64(closedAt.Unix())))
+	var head [32 + 4 + 8]byte
+	copy(head[:], prev.hash[:])
+	binary.BigEndian.PutUint32(head[32:], p.seq)
+	binary.BigEndian.PutUint64(head[36:], uint64(closedAt.Unix()))
+	h.Write(head[:])
 	for _, tx := range p.txs {
 		h.Write([]byte(tx.hash))
 		tx.resp.LedgerCloseTime = closedAt
@@ -204,7 +206,7 @@ func (n *Network) closeLedgerLocked() uint32 {
 			}
 		}
 	}
-	copy(lr.hash[:], h.Sum(nil))
+	h.Sum(lr.hash[:0])
 	n.ledgers = append(n.ledgers, lr)
 	for _, idx := range n.toWake {
 		close(idx.wake)

@@ -124,8 +124,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeRawJSON(w, status, b)
 }
 
+// halJSON is the Content-Type of every JSON answer. It is shared rather
+// than built per answer: net/http copies the header when writing it.
+var halJSON = []string{"application/hal+json; charset=utf-8"}
+
 func writeRawJSON(w http.ResponseWriter, status int, b []byte) {
-	w.Header().Set("Content-Type", "application/hal+json; charset=utf-8")
+	w.Header()["Content-Type"] = halJSON
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }

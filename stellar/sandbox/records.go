@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/stellar/go-stellar-sdk/amount"
 	hProtocol "github.com/stellar/go-stellar-sdk/protocols/horizon"
 	"github.com/stellar/go-stellar-sdk/protocols/horizon/base"
 	"github.com/stellar/go-stellar-sdk/protocols/horizon/effects"
@@ -15,24 +14,52 @@ import (
 	"github.com/stellar/go-stellar-sdk/xdr"
 )
 
-// amountString renders stroops as Horizon does: seven decimals.
-func amountString(stroops int64) string { return amount.StringFromInt64(stroops) }
-
-// muxedFields returns the G address and, for an M address, the M address
-// and its id.
-func muxedFields(m xdr.MuxedAccount) (g, muxed string, id uint64) {
-	g = addressOf(muxedKey(m))
-	if m.Type == xdr.CryptoKeyTypeKeyTypeMuxedEd25519 {
-		muxed = m.Address()
-		id = uint64(m.Med25519.Id)
+// amountString renders stroops as Horizon does (amount.StringFromInt64):
+// seven decimals. That goes through big.Rat; this does not.
+func amountString(stroops int64) string {
+	var buf [32]byte
+	b := buf[:0]
+	u := uint64(stroops)
+	if stroops < 0 {
+		b = append(b, '-')
+		u = -u
 	}
-	return g, muxed, id
+	b = strconv.AppendUint(b, u/uint64(stroopsPerLumen), 10)
+	b = append(b, ".0000000"...)
+	for i, frac := len(b)-1, u%uint64(stroopsPerLumen); frac > 0; i, frac = i-1, frac/10 {
+		b[i] = byte('0' + frac%10)
+	}
+	return string(b)
 }
 
-func (n *Network) opBase(o *opRecord, src xdr.MuxedAccount, t xdr.OperationType) operations.Base {
+// party is an account as Horizon renders it: the G address and, for an M
+// address, the M address and its id.
+type party struct {
+	g, muxed string
+	id       uint64
+}
+
+// partyOf renders m, taking the G address of an existing account from the
+// ledger instead of encoding it again. The caller holds n.mu.
+func (n *Network) partyOf(m xdr.MuxedAccount) party {
+	k := muxedKey(m)
+	var p party
+	if a := n.accounts[k]; a != nil {
+		p.g = a.address
+	} else {
+		p.g = addressOf(k)
+	}
+	if m.Type == xdr.CryptoKeyTypeKeyTypeMuxedEd25519 {
+		p.muxed = m.Address()
+		p.id = uint64(m.Med25519.Id)
+	}
+	return p
+}
+
+func (n *Network) opBase(o *opRecord, src party, t xdr.OperationType) operations.Base {
 	id := strconv.FormatInt(o.id, 10)
 	b := operations.Base{ID: id, PT: id, Type: operations.TypeNames[t], TypeI: int32(t), TransactionHash: o.tx.hash}
-	b.SourceAccount, b.SourceAccountMuxed, b.SourceAccountMuxedID = muxedFields(src)
+	b.SourceAccount, b.SourceAccountMuxed, b.SourceAccountMuxedID = src.g, src.muxed, src.id
 	b.Links.Self.Href = "/operations/" + id
 	b.Links.Transaction.Href = "/transactions/" + o.tx.hash
 	b.Links.Effects.Href = "/operations/" + id + "/effects"
@@ -41,14 +68,14 @@ func (n *Network) opBase(o *opRecord, src xdr.MuxedAccount, t xdr.OperationType)
 	return b
 }
 
-func paymentView(b operations.Base, from, to xdr.MuxedAccount, asset assetKey, amt int64) *operations.Payment {
+func paymentView(b operations.Base, from, to party, asset assetKey, amt int64) *operations.Payment {
 	p := &operations.Payment{Base: b, Asset: asset.horizon(), Amount: amountString(amt)}
-	p.From, p.FromMuxed, p.FromMuxedID = muxedFields(from)
-	p.To, p.ToMuxed, p.ToMuxedID = muxedFields(to)
+	p.From, p.FromMuxed, p.FromMuxedID = from.g, from.muxed, from.id
+	p.To, p.ToMuxed, p.ToMuxedID = to.g, to.muxed, to.id
 	return p
 }
 
-func pathPaymentView(b operations.Base, body xdr.OperationBody, from, to xdr.MuxedAccount, send, dest assetKey,
+func pathPaymentView(b operations.Base, body xdr.OperationBody, from, to party, send, dest assetKey,
 	path []xdr.Asset, sendAmt, destAmt int64) (any, *operations.Base) {
 	pay := *paymentView(b, from, to, dest, destAmt)
 	hpath := make([]base.Asset, 0, len(path))
@@ -69,24 +96,24 @@ func pathPaymentView(b operations.Base, body xdr.OperationBody, from, to xdr.Mux
 	return v, &v.Base
 }
 
-func createAccountView(b operations.Base, funder xdr.MuxedAccount, dest accountKey, amt int64) *operations.CreateAccount {
-	v := &operations.CreateAccount{Base: b, StartingBalance: amountString(amt), Account: addressOf(dest)}
-	v.Funder, v.FunderMuxed, v.FunderMuxedID = muxedFields(funder)
+func createAccountView(b operations.Base, funder party, dest string, amt int64) *operations.CreateAccount {
+	v := &operations.CreateAccount{Base: b, StartingBalance: amountString(amt), Account: dest}
+	v.Funder, v.FunderMuxed, v.FunderMuxedID = funder.g, funder.muxed, funder.id
 	return v
 }
 
-func changeTrustView(b operations.Base, trustor xdr.MuxedAccount, asset assetKey, limit int64) *operations.ChangeTrust {
+func changeTrustView(b operations.Base, trustor party, asset assetKey, limit int64) *operations.ChangeTrust {
 	v := &operations.ChangeTrust{Base: b, Limit: amountString(limit)}
 	v.Asset = asset.horizon()
 	v.Trustee = v.Asset.Issuer
-	v.Trustor, v.TrustorMuxed, v.TrustorMuxedID = muxedFields(trustor)
+	v.Trustor, v.TrustorMuxed, v.TrustorMuxedID = trustor.g, trustor.muxed, trustor.id
 	return v
 }
 
-func accountMergeView(b operations.Base, src, into xdr.MuxedAccount) *operations.AccountMerge {
+func accountMergeView(b operations.Base, src, into party) *operations.AccountMerge {
 	v := &operations.AccountMerge{Base: b}
-	v.Account, v.AccountMuxed, v.AccountMuxedID = muxedFields(src)
-	v.Into, v.IntoMuxed, v.IntoMuxedID = muxedFields(into)
+	v.Account, v.AccountMuxed, v.AccountMuxedID = src.g, src.muxed, src.id
+	v.Into, v.IntoMuxed, v.IntoMuxedID = into.g, into.muxed, into.id
 	return v
 }
 
