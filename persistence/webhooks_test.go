@@ -478,3 +478,23 @@ func TestListenDeliveries(t *testing.T) {
 		t.Fatalf("ListenDeliveries after cancel: %v", err)
 	}
 }
+
+func TestWebhookDeliveryIDs(t *testing.T) {
+	s := newStore(t)
+	m := s.merchant(t, "A", account(t, 1))
+	s.endpoint(t, m, "*")
+	s.endpoint(t, m, "*")
+	s.complete(t, m)
+	ds, err := s.db.WebhookDeliveriesOfEvent(t.Context(), s.eventIDs(t)[0])
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("deliveries %v, %v", ds, err)
+	}
+	for _, d := range ds {
+		if !checkout.HasPrefix(d.ID, webhooks.PrefixDelivery) {
+			t.Errorf("delivery id %q is not shaped like NewID's", d.ID)
+		}
+	}
+	if ds[0].ID == ds[1].ID {
+		t.Fatal("two deliveries share an id")
+	}
+}

@@ -14,6 +14,9 @@ const EventEndpointDisabled checkout.EventType = "webhook_endpoint.disabled"
 // PrefixEndpoint is the id prefix of webhook endpoints ("we_…").
 const PrefixEndpoint = "we"
 
+// PrefixDelivery is the id prefix of webhook deliveries ("whd_…").
+const PrefixDelivery = "whd"
+
 // Wildcard subscribes an endpoint to every event type.
 const Wildcard = "*"
 

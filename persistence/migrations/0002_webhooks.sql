@@ -29,11 +29,17 @@ CREATE TABLE webhook_endpoints (
 );
 CREATE INDEX webhook_endpoints_merchant ON webhook_endpoints (merchant_id, created_at DESC, id DESC);
 
+-- webhook_delivery_id makes ids shaped like the application's (NewID):
+-- "whd_" and 24 lowercase base32 characters, about 118 random bits.
+CREATE FUNCTION webhook_delivery_id() RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT 'whd_' || string_agg(substr('abcdefghijklmnopqrstuvwxyz234567', get_byte(r.b, i) % 32 + 1, 1), '' ORDER BY i)
+    FROM (SELECT uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()) AS b) r, generate_series(0, 23) AS i
+$$;
+
 -- One event to one endpoint. A redelivery is a delivery of its own, with the
 -- same event (and so the same webhook-id).
 CREATE TABLE webhook_deliveries (
-    id                text PRIMARY KEY DEFAULT 'whd_' || replace(gen_random_uuid()::text, '-', '')
-                          CHECK (id ~ '^whd_[0-9a-f]{32}$'),
+    id                text PRIMARY KEY DEFAULT webhook_delivery_id() CHECK (id ~ '^whd_[a-z2-7]{24}$'),
     endpoint_id       text NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
     event_id          text NOT NULL REFERENCES events (id),
     status            text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'failed')),
