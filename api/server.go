@@ -103,6 +103,8 @@ type Config struct {
 	// CallTimeout bounds a request's calls to Horizon and Postgres.
 	// Default 15 s.
 	CallTimeout time.Duration
+	// Webhooks configures the webhook endpoints API (webhook_endpoints.go).
+	Webhooks WebhookConfig
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -214,6 +216,7 @@ func (s *Server) routes() *mux.Router {
 	r.Handle("/v1/checkout/sessions/{id}/payments", s.authed(s.handleSessionPayments)).Methods(http.MethodGet)
 	r.Handle("/v1/events", s.authed(s.handleEventList)).Methods(http.MethodGet)
 	r.Handle("/v1/events/{id}", s.authed(s.handleEventGet)).Methods(http.MethodGet)
+	s.webhookRoutes(r)
 	return r
 }
 
