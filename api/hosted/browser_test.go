@@ -209,6 +209,20 @@ func TestBrowserCheckout(t *testing.T) {
 		t.Errorf("session %s/%s", got.Status, got.PaymentStatus)
 	}
 
+	// Without a success_url the paid page stays put.
+	s2 := e.newSession(checkout.SessionParams{Amount: 10_000_000})
+	step("open a session without success_url", chromedp.Navigate(e.srv.URL+"/c/"+s2.ID),
+		chromedp.WaitVisible(chromedp.CSS("#qr")), chromedp.Evaluate[chromedp.Void](`window.__noReload = true`),
+		chromedp.Click(chromedp.CSS("#sandbox-pay")))
+	waitText("#status-text", "Paid. Thank you!")
+	time.Sleep(2500 * time.Millisecond) // longer than the redirect delay
+	if got := text("#status-text"); got != "Paid. Thank you!" {
+		t.Errorf("status %q: a page without success_url promises a redirect", got)
+	}
+	if still, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__noReload === true`)); err != nil || !still {
+		t.Errorf("a page without success_url navigated away (%v)", err)
+	}
+
 	if p := cons.problems(); len(p) > 0 {
 		t.Errorf("console errors or CSP violations:\n%s", strings.Join(p, "\n"))
 	}

@@ -42,6 +42,7 @@
   }
 
   function safeURL(u) {
+    if (!u) { return ""; } // new URL("", here) would be this very page
     try {
       var p = new URL(u, window.location.href);
       return (p.protocol === "https:" || p.protocol === "http:") ? p.href : "";
