@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stellar/go-stellar-sdk/network"
@@ -20,6 +21,7 @@ import (
 	"github.com/checkoutd/checkoutd/api/hosted"
 	"github.com/checkoutd/checkoutd/persistence"
 	"github.com/checkoutd/checkoutd/stellar/horizon"
+	"github.com/checkoutd/checkoutd/webhooks"
 )
 
 // serveConfig is everything `checkoutd serve` is configured with.
@@ -31,6 +33,7 @@ type serveConfig struct {
 	HTTPAddr              string
 	PublicURL             string
 	WebhooksAllowInsecure bool
+	WebhooksAllowlist     string
 	LogLevel              string
 	LogFormat             string
 	IdleTimeout           time.Duration
@@ -59,6 +62,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	f.string(&c.HTTPAddr, "http-addr", "CHECKOUTD_HTTP_ADDR", "127.0.0.1:8080", "address the HTTP API listens on")
 	f.string(&c.PublicURL, "public-url", "CHECKOUTD_PUBLIC_URL", "", "URL customers reach the hosted pages at (default: http://<http-addr>)")
 	f.bool(&c.WebhooksAllowInsecure, "webhooks-allow-insecure", "CHECKOUTD_WEBHOOKS_ALLOW_INSECURE", false, "allow http:// webhook endpoints (development only)")
+	f.string(&c.WebhooksAllowlist, "webhooks-allowlist", "CHECKOUTD_WEBHOOKS_ALLOWLIST", "", "comma-separated CIDRs, addresses or hosts that webhooks may reach although internal")
 	f.string(&c.LogLevel, "log-level", "CHECKOUTD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	f.string(&c.LogFormat, "log-format", "CHECKOUTD_LOG_FORMAT", "", "log format: json or text (default: text on a terminal, else json)")
 	f.duration(&c.IdleTimeout, "session-idle-timeout", "CHECKOUTD_SESSION_IDLE_TIMEOUT", 2*time.Minute, "passivate a session actor after this long without a message")
@@ -187,6 +191,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	if err != nil {
 		return err
 	}
+	webhookPolicy, err := webhooks.Policy{AllowInsecure: cfg.WebhooksAllowInsecure}.ParseAllowlist(strings.Split(cfg.WebhooksAllowlist, ","))
+	if err != nil {
+		return usagef("serve: --webhooks-allowlist: %v", err)
+	}
 	apiServer, err := api.New(api.Config{
 		Store:             db,
 		Sessions:          system.Sessions(),
@@ -197,6 +205,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 		Logger:            logger.With("component", "api"),
 		RateLimit:         cfg.APIRateLimit,
 		RateBurst:         cfg.APIRateBurst,
+		Webhooks:          api.WebhookConfig{Policy: webhookPolicy},
 	})
 	if err != nil {
 		return err
@@ -213,6 +222,14 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
+	deliveries, err := actors.StartDeliveryEngine(actors.DeliveryConfig{
+		Store: db, Render: apiServer.WebhookData, Logger: logger.With("component", "webhooks"),
+		Client: webhooks.NewClient(webhooks.ClientConfig{Policy: webhookPolicy}),
+	})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	logger.Info("checkoutd serving", "addr", ln.Addr().String(), "network", cfg.Network,
 		"horizon", cfg.HorizonURL, "version", version)
 	if ready != nil {
@@ -226,11 +243,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	case err = <-serveErr:
 		logger.Error("http server failed", "err", err)
 	}
-	return shutdown(cfg.ShutdownTimeout, logger, srv, apiServer, watchers, system, err)
+	return shutdown(cfg.ShutdownTimeout, logger, srv, apiServer, watchers, system, deliveries, err)
 }
 
 func shutdown(timeout time.Duration, logger *slog.Logger, srv *http.Server, apiServer *api.Server,
-	watchers *actors.Watchers, system *actors.System, cause error) error {
+	watchers *actors.Watchers, system *actors.System, deliveries *actors.DeliveryEngine, cause error) error {
 	logger.Info("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -244,6 +261,11 @@ func shutdown(timeout time.Duration, logger *slog.Logger, srv *http.Server, apiS
 	}
 	if err := system.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("actors: %w", err))
+	}
+	// Flush the outbox claims: finish the webhook attempts in flight and
+	// give back the claims not yet started, before the pool closes.
+	if err := deliveries.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("webhook deliveries: %w", err))
 	}
 	if cause != nil && !errors.Is(cause, http.ErrServerClosed) {
 		errs = append(errs, cause)
