@@ -13,7 +13,7 @@ import (
 // dispatcher claims due deliveries and routes each to its endpoint's worker,
 // a child it spawns on demand and stops when idle. It is woken by
 // LISTEN/NOTIFY (through a listener goroutine it owns), by its poll timer,
-// and by finished attempts when it had left work behind for lack of room.
+// and by finished attempts, whose slots may be what held work back.
 type dispatcher struct {
 	engine *DeliveryEngine
 	cfg    *DeliveryConfig
@@ -22,10 +22,6 @@ type dispatcher struct {
 	workers map[string]*endpointWorker // by endpoint id
 	// inFlight counts this engine's unresolved jobs.
 	inFlight int
-	// backlog is set when a claim may have left due deliveries behind
-	// (it was full, or there was no room), so a finished attempt claims
-	// again at once.
-	backlog bool
 	// claimQueued is set while a wakeDeliveries is in the mailbox, so a
 	// burst of wake-ups costs one claim.
 	claimQueued atomic.Bool
@@ -139,8 +135,7 @@ func (d *dispatcher) claim(ctx actor.Context) {
 	}
 	room := min(d.cfg.ClaimBatch, d.cfg.MaxInFlight-d.inFlight)
 	if room <= 0 {
-		d.backlog = true
-		return
+		return // a finished attempt claims again
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), d.cfg.StoreTimeout)
 	claims, err := d.cfg.Store.ClaimDeliveries(cctx, claimParams(d.cfg, room))
@@ -149,7 +144,6 @@ func (d *dispatcher) claim(ctx actor.Context) {
 		d.logger.Warn("claim webhook deliveries", "err", err)
 		return
 	}
-	d.backlog = len(claims) == room
 	now := time.Now()
 	for _, c := range claims {
 		w := d.workers[c.Endpoint.ID]
@@ -166,8 +160,8 @@ func (d *dispatcher) claim(ctx actor.Context) {
 		d.engine.stats.Claimed.Add(1)
 		ctx.Send(w.pid, &deliveryJob{claim: c})
 	}
-	if d.backlog {
-		d.wakeSelf(ctx)
+	if len(claims) == room {
+		d.wakeSelf(ctx) // there may be more
 	}
 }
 
@@ -177,16 +171,16 @@ func (d *dispatcher) wakeSelf(ctx actor.Context) {
 	}
 }
 
-// done records a resolved job; with work left behind, it claims again.
+// done records a resolved job and claims again: the slot it frees (here,
+// and for its endpoint in Postgres) may be what held due deliveries back.
+// Claims are coalesced, so a burst of completions costs one.
 func (d *dispatcher) done(ctx actor.Context, m *attemptDone) {
 	d.inFlight--
 	if w := d.workers[m.endpointID]; w != nil {
 		w.jobs--
 		w.lastUsed = time.Now()
 	}
-	if d.backlog {
-		d.wakeSelf(ctx)
-	}
+	d.wakeSelf(ctx)
 }
 
 // passivateIdle stops workers that have had nothing to do for WorkerIdle.

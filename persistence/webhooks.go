@@ -564,6 +564,9 @@ func (db *DB) RecordAttempt(ctx context.Context, r AttemptResult) (AttemptOutcom
 	if a.StatusCode != 0 {
 		status = &a.StatusCode
 	}
+	if a.Succeeded {
+		return db.recordSuccess(ctx, d, a, status)
+	}
 	var out AttemptOutcome
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		out = AttemptOutcome{}
@@ -610,6 +613,35 @@ func (db *DB) RecordAttempt(ctx context.Context, r AttemptResult) (AttemptOutcom
 		return AttemptOutcome{}, fmt.Errorf("record attempt of delivery %s: %w", d.ID, err)
 	}
 	return out, nil
+}
+
+// recordSuccess is RecordAttempt for a 2xx, the common case, in one
+// statement (so one round trip, and atomic without a transaction block).
+func (db *DB) recordSuccess(ctx context.Context, d ClaimedDelivery, a WebhookAttempt, status *int) (AttemptOutcome, error) {
+	// Data-modifying CTEs run whether or not the SELECT reads them.
+	var updated bool
+	err := db.pool.QueryRow(ctx, `WITH upd AS (
+			UPDATE webhook_deliveries SET status = 'succeeded', attempts = attempts + 1,
+				claim_token = NULL, claimed_until = NULL, first_attempt_at = coalesce(first_attempt_at, $3),
+				last_attempt_at = $3, last_status_code = $4, last_error = '', completed_at = $3
+			WHERE id = $1 AND claim_token = $2::uuid AND status = 'pending'
+			RETURNING endpoint_id
+		), att AS (
+			INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, response_body, error, succeeded)
+			SELECT $1, $3, $4, $5, $6, '', true WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)
+		), ep AS (
+			UPDATE webhook_endpoints SET failing_since = NULL
+			WHERE id = (SELECT endpoint_id FROM upd) AND failing_since IS NOT NULL
+		)
+		SELECT EXISTS (SELECT 1 FROM upd)`,
+		d.ID, d.ClaimToken, a.AttemptedAt, status, a.Latency.Milliseconds(), a.ResponseBody).Scan(&updated)
+	if err != nil {
+		return AttemptOutcome{}, fmt.Errorf("record attempt of delivery %s: %w", d.ID, interpretError(err))
+	}
+	if !updated {
+		return AttemptOutcome{Stale: true, Status: DeliverySucceeded}, nil
+	}
+	return AttemptOutcome{Status: DeliverySucceeded}, nil
 }
 
 func recordFailure(ctx context.Context, tx pgx.Tx, r AttemptResult, out *AttemptOutcome) error {
