@@ -1,0 +1,89 @@
+package horizon
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPaymentsPage(t *testing.T) {
+	var gotPath string
+	var gotQuery map[string][]string
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotPath, gotQuery = r.URL.Path, r.URL.Query()
+		w.Header().Set("Content-Type", "application/hal+json")
+		if r.URL.Query().Get("cursor") == "999" {
+			fmt.Fprint(w, `{"_links":{},"_embedded":{"records":[]}}`)
+			return
+		}
+		unknown := strings.Replace(paymentJSON("103"), `"type_i":1`, `"type_i":99`, 1)
+		fmt.Fprintf(w, `{"_links":{"next":{"href":"x"}},"_embedded":{"records":[%s,%s,%s]}}`,
+			paymentJSON("101"), paymentJSON("102"), unknown)
+	}))
+	ops, err := c.PaymentsPage(context.Background(), merchant, "100", MaxPageLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotPath != "/accounts/"+merchant+"/payments" {
+		t.Errorf("path = %s", gotPath)
+	}
+	for k, want := range map[string]string{"cursor": "100", "limit": "200", "order": "asc", "join": "transactions"} {
+		if got := gotQuery[k]; len(got) != 1 || got[0] != want {
+			t.Errorf("query %s = %v, want %s", k, got, want)
+		}
+	}
+	if len(ops) != 3 {
+		t.Fatalf("%d operations, want 3", len(ops))
+	}
+	for i, want := range []string{"M101", "M102"} {
+		p, kind, err := Normalize(ops[i], merchant)
+		if err != nil || kind != KindCredit || p.Memo != want || p.OperationID != ops[i].PagingToken() {
+			t.Errorf("operation %d: %+v, %v, %v", i, p, kind, err)
+		}
+	}
+	if _, _, err := Normalize(ops[2], merchant); err == nil {
+		t.Errorf("an unknown operation type normalized")
+	}
+
+	if ops, err := c.PaymentsPage(context.Background(), merchant, "999", 10); err != nil || len(ops) != 0 {
+		t.Errorf("past the end: %v, %v", ops, err)
+	}
+	for _, limit := range []int{0, MaxPageLimit + 1} {
+		if _, err := c.PaymentsPage(context.Background(), merchant, "100", limit); err == nil {
+			t.Errorf("limit %d accepted", limit)
+		}
+	}
+	if _, err := c.PaymentsPage(context.Background(), merchant, "", 10); err == nil {
+		t.Error("an empty cursor accepted")
+	}
+}
+
+func TestPaymentsPageErrors(t *testing.T) {
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("cursor") {
+		case "1":
+			w.Header().Set("Retry-After", "7")
+			w.WriteHeader(http.StatusTooManyRequests)
+		case "2":
+			fmt.Fprint(w, `{"_embedded":{"records":[{"id":"1"}]}}`) // no paging token
+		case "3":
+			<-r.Context().Done()
+		}
+	}))
+	ctx := context.Background()
+	if _, err := c.PaymentsPage(ctx, merchant, "1", 10); StatusCode(err) != 429 || RetryAfter(err) != 7*time.Second {
+		t.Errorf("429: %v", err)
+	}
+	if _, err := c.PaymentsPage(ctx, merchant, "2", 10); err == nil {
+		t.Error("a record without a paging token decoded")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.PaymentsPage(ctx, merchant, "3", 10); err == nil || time.Since(start) > 2*time.Second {
+		t.Errorf("a hung page: %v after %s", err, time.Since(start))
+	}
+}
