@@ -152,13 +152,20 @@ func signedPayments(b *testing.B, e *env, senders []*keypair.Full, dest string, 
 
 // postAll POSTs every sender's bodies in order, one goroutine per sender,
 // over keep-alive connections, and fails the benchmark on any non-200.
+// Every 64 senders share a transport: with one transport for a thousand
+// senders, its idle-connection lock became the benchmark's bottleneck.
 func postAll(b *testing.B, url string, bodies [][][]byte) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = len(bodies)
-	client := &http.Client{Transport: tr}
-	defer tr.CloseIdleConnections()
+	const perTransport = 64
+	clients := make([]*http.Client, (len(bodies)+perTransport-1)/perTransport)
+	for i := range clients {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = perTransport
+		defer tr.CloseIdleConnections()
+		clients[i] = &http.Client{Transport: tr}
+	}
 	var wg sync.WaitGroup
-	for _, own := range bodies {
+	for i, own := range bodies {
+		client := clients[i/perTransport]
 		wg.Go(func() {
 			for _, body := range own {
 				req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
@@ -185,9 +192,11 @@ func postAll(b *testing.B, url string, bodies [][][]byte) {
 }
 
 // rawEvents reads a payments stream as SSE bytes until it has seen n
-// events, then closes it.
-func rawEvents(b *testing.B, streamURL string, n int) error {
-	req, err := http.NewRequest(http.MethodGet, streamURL, nil)
+// events, then closes it. It gives up after five minutes or when ctx ends.
+func rawEvents(ctx context.Context, streamURL string, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, streamURL, nil)
 	if err != nil {
 		return err
 	}
@@ -315,7 +324,7 @@ func BenchmarkStreamPayments(b *testing.B) {
 		var cpu cpuMeter
 		b.ResetTimer()
 		cpu.reset()
-		if err := rawEvents(b, e.srv.URL+"/accounts/"+merchant+"/payments?cursor=0&join=transactions", b.N+1); err != nil {
+		if err := rawEvents(context.Background(), e.srv.URL+"/accounts/"+merchant+"/payments?cursor=0&join=transactions", b.N+1); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
@@ -327,14 +336,40 @@ func BenchmarkStreamPayments(b *testing.B) {
 		var cpu cpuMeter
 		b.ResetTimer()
 		cpu.reset()
-		got := e.stream(b, merchant, "0", b.N+1)
+		last, err := clientEvents(e, merchant, b.N+1)
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.StopTimer()
 		cpu.report(b, "event")
-		if p, ok := got[len(got)-1].(operations.Payment); !ok || p.Transaction == nil || p.Transaction.Memo != "bench" {
-			b.Fatalf("last record %+v", got[len(got)-1])
+		if p, ok := last.(operations.Payment); !ok || p.Transaction == nil || p.Transaction.Memo != "bench" {
+			b.Fatalf("last record %+v", last)
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
+}
+
+// clientEvents streams the account's payments with join=transactions
+// through horizonclient, decoding each as the watcher does, until it has
+// n of them, and returns the last. Unlike env.stream it allows minutes, not
+// seconds: on a loaded machine a long benchmark stream takes longer.
+func clientEvents(e *env, account string, n int) (operations.Operation, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := &horizonclient.Client{HorizonURL: e.srv.URL, HTTP: ctxDoer{ctx, e.srv.Client()}}
+	var last operations.Operation
+	seen := 0
+	err := c.StreamPayments(ctx, horizonclient.OperationRequest{ForAccount: account, Cursor: "0", Join: "transactions"},
+		func(op operations.Operation) {
+			last = op
+			if seen++; seen == n {
+				cancel()
+			}
+		})
+	if seen < n {
+		return nil, fmt.Errorf("stream stopped after %d of %d payments: %w", seen, n, err)
+	}
+	return last, nil
 }
 
 // streamBacklog submits b.N one-payment transactions (with a text memo)
@@ -385,10 +420,15 @@ func BenchmarkSubmitAndStream(b *testing.B) {
 		runtime.GC()
 		b.ResetTimer()
 		cpu.reset()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
 		go func() {
-			streamed <- rawEvents(b, e.srv.URL+"/accounts/"+merchant.Address()+"/payments?cursor=0&join=transactions", b.N+1)
+			streamed <- rawEvents(ctx, e.srv.URL+"/accounts/"+merchant.Address()+"/payments?cursor=0&join=transactions", b.N+1)
 		}()
 		postAll(b, e.srv.URL+"/transactions", bodies)
+		if b.Failed() {
+			cancel() // some payments will never be streamed
+		}
 		if err := <-streamed; err != nil {
 			b.Fatal(err)
 		}
@@ -406,13 +446,13 @@ func BenchmarkSubmitAndStream(b *testing.B) {
 		b.SetParallelism(parallelism)
 		kps := payers(b, e, parallelism*runtime.GOMAXPROCS(0))
 		var next atomic.Int64
-		streamed := make(chan int, 1)
+		streamed := make(chan error, 1)
 		var cpu cpuMeter
 		b.ResetTimer()
 		cpu.reset()
 		go func() {
-			got := e.streamUntil(b, merchant.Address(), "0", func(ops []operations.Operation) bool { return len(ops) >= b.N+1 })
-			streamed <- len(got)
+			_, err := clientEvents(e, merchant.Address(), b.N+1)
+			streamed <- err
 		}()
 		b.RunParallel(func(pb *testing.PB) {
 			kp := kps[next.Add(1)-1]
@@ -423,7 +463,9 @@ func BenchmarkSubmitAndStream(b *testing.B) {
 				}
 			}
 		})
-		<-streamed
+		if err := <-streamed; err != nil {
+			b.Fatal(err)
+		}
 		b.StopTimer()
 		cpu.report(b, "payment")
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "payments/s")
