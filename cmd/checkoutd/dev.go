@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -158,16 +156,7 @@ func dev(ctx context.Context, cfg devConfig, stdout io.Writer, logger *slog.Logg
 		return err
 	}
 
-	// checkoutd serves on an internal port behind a small front on
-	// --http-addr, which answers the hosted checkout page itself, with the
-	// sandbox wallet button, and passes everything else through. serve has
-	// no way yet to hand its hosted pages a SandboxPayer; once serveConfig
-	// has one, the front goes.
 	httpAddr, err := resolvePort(cfg.HTTPAddr)
-	if err != nil {
-		return err
-	}
-	internalAddr, err := resolvePort("127.0.0.1:0")
 	if err != nil {
 		return err
 	}
@@ -176,7 +165,7 @@ func dev(ctx context.Context, cfg devConfig, stdout io.Writer, logger *slog.Logg
 		"--database-url", dsn,
 		"--network", "sandbox",
 		"--horizon-url", sandboxURL,
-		"--http-addr", internalAddr,
+		"--http-addr", httpAddr,
 		"--public-url", info.APIURL,
 		"--webhooks-allow-insecure",
 		"--log-level", cfg.LogLevel,
@@ -186,23 +175,10 @@ func dev(ctx context.Context, cfg devConfig, stdout io.Writer, logger *slog.Logg
 	if err != nil {
 		return fmt.Errorf("dev: serve config: %w", err)
 	}
-	pages, err := hosted.New(hosted.Config{
-		Store:             db,
-		NetworkPassphrase: sb.Passphrase(),
-		Logger:            logger.With("component", "hosted"),
-		SandboxPayer: hosted.WalletPayer{
-			Wallet:   wallet.New(&horizonclient.Client{HorizonURL: sandboxURL + "/"}, sb.Passphrase()),
-			Customer: customer,
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("dev: %w", err)
+	scfg.SandboxPayer = hosted.WalletPayer{
+		Wallet:   wallet.New(&horizonclient.Client{HorizonURL: sandboxURL + "/"}, sb.Passphrase()),
+		Customer: customer,
 	}
-	front, err := startDevFront(httpAddr, internalAddr, pages, logger)
-	if err != nil {
-		return err
-	}
-	defer front.stop()
 
 	served := make(chan string, 1)
 	serveErr := make(chan error, 1)
@@ -217,50 +193,6 @@ func dev(ctx context.Context, cfg devConfig, stdout io.Writer, logger *slog.Logg
 		ready <- info
 	}
 	return <-serveErr
-}
-
-// devFront is the HTTP server on --http-addr: the hosted checkout page
-// with the sandbox wallet, and a reverse proxy to checkoutd for the rest.
-type devFront struct {
-	srv  *http.Server
-	done chan struct{}
-}
-
-func startDevFront(addr, backend string, pages *hosted.Handler, logger *slog.Logger) (*devFront, error) {
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: backend})
-	proxy.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
-	mux := http.NewServeMux()
-	mux.Handle("GET /c/{id}", pages)
-	mux.Handle("POST /c/{id}/sandbox-pay", pages)
-	mux.Handle("/", proxy)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("dev: listen on %s: %w", addr, err)
-	}
-	f := &devFront{
-		srv: &http.Server{
-			Handler:           mux,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      60 * time.Second,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		},
-		done: make(chan struct{}),
-	}
-	go func() {
-		defer close(f.done)
-		if err := f.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("dev front server failed", "err", err)
-		}
-	}()
-	return f, nil
-}
-
-func (f *devFront) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = f.srv.Shutdown(ctx)
-	<-f.done
 }
 
 // resolvePort turns port 0 into a free port now, because the public URL

@@ -227,13 +227,22 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("hosted page: %d %s", page.StatusCode, page.Header.Get("Content-Type"))
 	}
 	for _, path := range []string{"/healthz", "/readyz", "/openapi.json"} {
-		r, err := http.Get(base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Body.Close()
-		if r.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d", path, r.StatusCode)
+		// The session's account got a watcher just now; /readyz answers 503
+		// until that watcher's stream is open.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r, err := http.Get(base + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Body.Close()
+			if r.StatusCode == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d", path, r.StatusCode)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 

@@ -39,6 +39,9 @@ type serveConfig struct {
 	IdleTimeout           time.Duration
 	RecoveryInterval      time.Duration
 	ShutdownTimeout       time.Duration
+	// SandboxPayer, set only by `checkoutd dev`, gives the hosted page its
+	// "Pay with sandbox wallet" button. It has no flag.
+	SandboxPayer hosted.SandboxPayer
 	// APIRateLimit and APIRateBurst shape each API key's token bucket.
 	APIRateLimit float64
 	APIRateBurst int
@@ -187,6 +190,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 
 	hostedPages, err := hosted.New(hosted.Config{
 		Store: db, NetworkPassphrase: cfg.Passphrase, Logger: logger.With("component", "hosted"),
+		SandboxPayer: cfg.SandboxPayer,
 	})
 	if err != nil {
 		return err
