@@ -54,6 +54,7 @@ func (h *Handler) handleStatusShow(w http.ResponseWriter, r *http.Request) {
 // merchant API's.
 type errorObject struct {
 	Error struct {
+		Type    string `json:"type"`
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
@@ -61,8 +62,22 @@ type errorObject struct {
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	var e errorObject
-	e.Error.Code, e.Error.Message = code, msg
+	e.Error.Type, e.Error.Code, e.Error.Message = errorType(status), code, msg
 	writeJSON(w, status, e)
+}
+
+// errorType is the merchant API's error type for an HTTP status.
+func errorType(status int) string {
+	switch {
+	case status == http.StatusNotFound:
+		return "not_found"
+	case status == http.StatusConflict:
+		return "conflict"
+	case status >= 500:
+		return "api_error"
+	default:
+		return "invalid_request_error"
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
