@@ -573,7 +573,7 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 }
 
 // runParallel runs f(0..n-1) on workers goroutines and fails b on an error.
-func runParallel(b *testing.B, n, workers int, f func(i int) error) {
+func runParallel(b testing.TB, n, workers int, f func(i int) error) {
 	b.Helper()
 	var next atomic.Int64
 	var wg sync.WaitGroup

@@ -128,19 +128,23 @@ func (w *watcher) stream(cursor string) {
 	last := cursor
 	failures := 0
 	for {
-		received := 0
 		w.streaming.Store(true)
-		err := w.cfg.Horizon.StreamPayments(ctx, w.account, last, w.cfg.WatchdogTimeout, func(op operations.Operation) error {
-			tok, err := w.handle(ctx, op, last)
-			if err != nil {
-				return err
-			}
-			if tok != "" {
-				last = tok
-				received++
-			}
-			return nil
-		})
+		// A backlog (after downtime, or a long cut) is paged through in
+		// full JSON pages first; the stream then resumes after it.
+		received, err := w.drainBacklog(ctx, &last)
+		if err == nil {
+			err = w.cfg.Horizon.StreamPayments(ctx, w.account, last, w.cfg.WatchdogTimeout, func(op operations.Operation) error {
+				tok, err := w.handle(ctx, op, last)
+				if err != nil {
+					return err
+				}
+				if tok != "" {
+					last = tok
+					received++
+				}
+				return nil
+			})
+		}
 		w.streaming.Store(false)
 		select {
 		case <-w.stopping:
