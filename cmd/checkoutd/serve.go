@@ -39,6 +39,10 @@ type serveConfig struct {
 	IdleTimeout           time.Duration
 	RecoveryInterval      time.Duration
 	ShutdownTimeout       time.Duration
+	// JournalWindow and JournalMaxBatch shape the group commit of
+	// settlements (actors.JournalConfig Window and MaxBatch).
+	JournalWindow   time.Duration
+	JournalMaxBatch int
 	// SandboxPayer, set only by `checkoutd dev`, gives the hosted page its
 	// "Pay with sandbox wallet" button. It has no flag.
 	SandboxPayer hosted.SandboxPayer
@@ -71,6 +75,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	f.duration(&c.IdleTimeout, "session-idle-timeout", "CHECKOUTD_SESSION_IDLE_TIMEOUT", 2*time.Minute, "passivate a session actor after this long without a message")
 	f.duration(&c.RecoveryInterval, "recovery-interval", "CHECKOUTD_RECOVERY_INTERVAL", 30*time.Second, "how often recovery looks for stale sessions")
 	f.duration(&c.ShutdownTimeout, "shutdown-timeout", "CHECKOUTD_SHUTDOWN_TIMEOUT", 30*time.Second, "how long a graceful shutdown may take")
+	f.duration(&c.JournalWindow, "journal-window", "CHECKOUTD_JOURNAL_WINDOW", 0, "how long a settlement waits for others to share its commit (0: commit at once whatever is waiting)")
+	f.int(&c.JournalMaxBatch, "journal-max-batch", "CHECKOUTD_JOURNAL_MAX_BATCH", 128, "most settlements committed in one transaction")
 	f.float(&c.APIRateLimit, "api-rate-limit", "CHECKOUTD_API_RATE_LIMIT", 25, "API requests per second allowed to each API key, on average")
 	f.int(&c.APIRateBurst, "api-rate-burst", "CHECKOUTD_API_RATE_BURST", 50, "API requests allowed to each API key at once")
 	if err := f.parse(args); err != nil {
@@ -111,6 +117,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.APIRateLimit <= 0 || c.APIRateBurst <= 0 {
 		return usagef("serve: --api-rate-limit and --api-rate-burst must be positive")
+	}
+	if c.JournalWindow < 0 || c.JournalMaxBatch <= 0 {
+		return usagef("serve: --journal-window must not be negative, --journal-max-batch must be positive")
 	}
 	for name, d := range map[string]time.Duration{"session-idle-timeout": c.IdleTimeout,
 		"recovery-interval": c.RecoveryInterval, "shutdown-timeout": c.ShutdownTimeout} {
@@ -172,8 +181,15 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	if err != nil {
 		return err
 	}
+	journal, err := actors.StartJournal(actors.JournalConfig{
+		Store: db, Logger: logger.With("component", "journal"), Window: cfg.JournalWindow, MaxBatch: cfg.JournalMaxBatch,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = journal.Stop(context.Background()) }() // on the early returns; a no-op after shutdown's
 	system, err := actors.Start(actors.Config{
-		Store: db, Logger: logger, IdleTimeout: cfg.IdleTimeout, RecoveryInterval: cfg.RecoveryInterval,
+		Store: journal, Logger: logger, IdleTimeout: cfg.IdleTimeout, RecoveryInterval: cfg.RecoveryInterval,
 	}, db)
 	if err != nil {
 		return err
@@ -247,11 +263,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	case err = <-serveErr:
 		logger.Error("http server failed", "err", err)
 	}
-	return shutdown(cfg.ShutdownTimeout, logger, srv, apiServer, watchers, system, deliveries, err)
+	return shutdown(cfg.ShutdownTimeout, logger, srv, apiServer, watchers, system, journal, deliveries, err)
 }
 
 func shutdown(timeout time.Duration, logger *slog.Logger, srv *http.Server, apiServer *api.Server,
-	watchers *actors.Watchers, system *actors.System, deliveries *actors.DeliveryEngine, cause error) error {
+	watchers *actors.Watchers, system *actors.System, journal *actors.Journal, deliveries *actors.DeliveryEngine, cause error) error {
 	logger.Info("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -265,6 +281,10 @@ func shutdown(timeout time.Duration, logger *slog.Logger, srv *http.Server, apiS
 	}
 	if err := system.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("actors: %w", err))
+	}
+	// The drained actors settle nothing more: commit what is queued.
+	if err := journal.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("journal: %w", err))
 	}
 	// Flush the outbox claims: finish the webhook attempts in flight and
 	// give back the claims not yet started, before the pool closes.
