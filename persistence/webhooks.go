@@ -436,31 +436,39 @@ func (db *DB) ClaimDeliveries(ctx context.Context, p ClaimParams) ([]ClaimedDeli
 		return nil, errors.New("claim deliveries: limit, per-endpoint limit and lease must be positive")
 	}
 	until := p.Now.Add(p.Lease)
+	// Candidates are picked without locks, at most PerEndpoint per endpoint
+	// counting live claims; only those are then locked, skipping any that
+	// another engine holds, and re-checked (a row claimed meanwhile no
+	// longer qualifies once its new version is read).
 	rows, err := db.pool.Query(ctx, `WITH busy AS (
+			-- Only pending deliveries hold a claim token (a CHECK says so);
+			-- the predicate matches webhook_deliveries_claimed alone.
 			SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
-			WHERE claim_token IS NOT NULL AND claimed_until > $1 AND status = 'pending'
+			WHERE claim_token IS NOT NULL AND claimed_until > $1
 			GROUP BY endpoint_id
-		), cand AS (
+		), due AS (
 			SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
 			WHERE d.status = 'pending' AND d.next_attempt_at <= $1
 			  AND d.endpoint_id NOT IN (SELECT endpoint_id FROM busy WHERE n >= $4)
 			ORDER BY d.next_attempt_at
 			LIMIT $3 * 4
-			FOR UPDATE SKIP LOCKED
 		), picked AS (
 			SELECT r.id FROM (
-				SELECT c.id, c.endpoint_id, c.next_attempt_at,
-					row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.id) AS rn
-				FROM cand c) r
+				SELECT due.*, row_number() OVER (PARTITION BY due.endpoint_id ORDER BY due.next_attempt_at, due.id) AS rn
+				FROM due) r
 			LEFT JOIN busy b ON b.endpoint_id = r.endpoint_id
 			WHERE r.rn <= $4 - coalesce(b.n, 0)
 			ORDER BY r.next_attempt_at
 			LIMIT $3
+		), locked AS (
+			SELECT w.id FROM picked JOIN webhook_deliveries w ON w.id = picked.id
+			WHERE w.status = 'pending' AND w.next_attempt_at <= $1
+			FOR UPDATE OF w SKIP LOCKED
 		)
 		UPDATE webhook_deliveries d
 		SET claimed_until = $2, next_attempt_at = $2, claim_token = gen_random_uuid()
-		FROM picked, webhook_endpoints e, events ev
-		WHERE d.id = picked.id AND e.id = d.endpoint_id AND ev.id = d.event_id
+		FROM locked, webhook_endpoints e, events ev
+		WHERE d.id = locked.id AND e.id = d.endpoint_id AND ev.id = d.event_id
 		RETURNING d.id, d.claim_token::text, d.attempts, d.first_attempt_at,
 			e.id, e.merchant_id, e.url, e.secret, coalesce(e.previous_secret, ''), e.previous_secret_expires_at,
 			ev.id, ev.type, ev.merchant_id, coalesce(ev.session_id, ''), coalesce(ev.payment_id, ''),
@@ -565,7 +573,7 @@ func (db *DB) RecordAttempt(ctx context.Context, r AttemptResult) (AttemptOutcom
 		status = &a.StatusCode
 	}
 	if a.Succeeded {
-		return db.recordSuccess(ctx, d, a, status)
+		return db.recordSuccess(ctx, d, a)
 	}
 	var out AttemptOutcome
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
@@ -615,33 +623,67 @@ func (db *DB) RecordAttempt(ctx context.Context, r AttemptResult) (AttemptOutcom
 	return out, nil
 }
 
-// recordSuccess is RecordAttempt for a 2xx, the common case, in one
-// statement (so one round trip, and atomic without a transaction block).
-func (db *DB) recordSuccess(ctx context.Context, d ClaimedDelivery, a WebhookAttempt, status *int) (AttemptOutcome, error) {
+// recordSuccess is RecordAttempt for a 2xx.
+func (db *DB) recordSuccess(ctx context.Context, d ClaimedDelivery, a WebhookAttempt) (AttemptOutcome, error) {
+	outs, err := db.RecordSuccesses(ctx, []AttemptResult{{Delivery: d, Attempt: a}})
+	if err != nil {
+		return AttemptOutcome{}, err
+	}
+	return outs[0], nil
+}
+
+// RecordSuccesses records attempts answered with a 2xx, many in one
+// statement (one round trip; atomic without a transaction block): each
+// attempt row, and each delivery succeeded while its claim token still
+// holds (otherwise its outcome is Stale), and the endpoints' failing
+// streaks ended. Results that are not successes are refused.
+func (db *DB) RecordSuccesses(ctx context.Context, rs []AttemptResult) ([]AttemptOutcome, error) {
+	n := len(rs)
+	ids, tokens, bodies := make([]string, n), make([]string, n), make([]string, n)
+	ats, codes, ms := make([]time.Time, n), make([]int32, n), make([]int64, n)
+	for i, r := range rs {
+		if !r.Attempt.Succeeded || r.Attempt.StatusCode < 200 || r.Attempt.StatusCode > 299 {
+			return nil, fmt.Errorf("record successes: delivery %s did not succeed", r.Delivery.ID)
+		}
+		ids[i], tokens[i], bodies[i] = r.Delivery.ID, r.Delivery.ClaimToken, truncateUTF8(r.Attempt.ResponseBody, MaxResponseBody)
+		ats[i], codes[i], ms[i] = r.Attempt.AttemptedAt, int32(r.Attempt.StatusCode), r.Attempt.Latency.Milliseconds()
+	}
 	// Data-modifying CTEs run whether or not the SELECT reads them.
-	var updated bool
-	err := db.pool.QueryRow(ctx, `WITH upd AS (
-			UPDATE webhook_deliveries SET status = 'succeeded', attempts = attempts + 1,
-				claim_token = NULL, claimed_until = NULL, first_attempt_at = coalesce(first_attempt_at, $3),
-				last_attempt_at = $3, last_status_code = $4, last_error = '', completed_at = $3
-			WHERE id = $1 AND claim_token = $2::uuid AND status = 'pending'
-			RETURNING endpoint_id
+	rows, err := db.pool.Query(ctx, `WITH input AS (
+			SELECT * FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::int[], $5::bigint[], $6::text[])
+				AS t(id, token, at, code, ms, body)
+		), upd AS (
+			UPDATE webhook_deliveries d SET status = 'succeeded', attempts = d.attempts + 1,
+				claim_token = NULL, claimed_until = NULL, first_attempt_at = coalesce(d.first_attempt_at, i.at),
+				last_attempt_at = i.at, last_status_code = i.code, last_error = '', completed_at = i.at
+			FROM input i
+			WHERE d.id = i.id AND d.claim_token = i.token AND d.status = 'pending'
+			RETURNING d.id, d.endpoint_id
 		), att AS (
 			INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, response_body, error, succeeded)
-			SELECT $1, $3, $4, $5, $6, '', true WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)
+			SELECT i.id, i.at, i.code, i.ms, i.body, '', true FROM input i
+			WHERE EXISTS (SELECT 1 FROM webhook_deliveries w WHERE w.id = i.id)
 		), ep AS (
 			UPDATE webhook_endpoints SET failing_since = NULL
-			WHERE id = (SELECT endpoint_id FROM upd) AND failing_since IS NOT NULL
+			WHERE id IN (SELECT endpoint_id FROM upd) AND failing_since IS NOT NULL
 		)
-		SELECT EXISTS (SELECT 1 FROM upd)`,
-		d.ID, d.ClaimToken, a.AttemptedAt, status, a.Latency.Milliseconds(), a.ResponseBody).Scan(&updated)
+		SELECT id FROM upd`, ids, tokens, ats, codes, ms, bodies)
 	if err != nil {
-		return AttemptOutcome{}, fmt.Errorf("record attempt of delivery %s: %w", d.ID, interpretError(err))
+		return nil, fmt.Errorf("record successes: %w", interpretError(err))
 	}
-	if !updated {
-		return AttemptOutcome{Stale: true, Status: DeliverySucceeded}, nil
+	done, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("record successes: %w", interpretError(err))
 	}
-	return AttemptOutcome{Status: DeliverySucceeded}, nil
+	recorded := make(map[string]bool, len(done))
+	for _, id := range done {
+		recorded[id] = true
+	}
+	out := make([]AttemptOutcome, n)
+	for i, id := range ids {
+		out[i] = AttemptOutcome{Status: DeliverySucceeded, Stale: !recorded[id]}
+	}
+	return out, nil
 }
 
 func recordFailure(ctx context.Context, tx pgx.Tx, r AttemptResult, out *AttemptOutcome) error {

@@ -498,3 +498,48 @@ func TestWebhookDeliveryIDs(t *testing.T) {
 		t.Fatal("two deliveries share an id")
 	}
 }
+
+func TestRecordSuccessesInOneBatch(t *testing.T) {
+	s := newStore(t)
+	m := s.merchant(t, "A", account(t, 1))
+	ep := s.endpoint(t, m, "*")
+	s.exec(t, `UPDATE webhook_endpoints SET failing_since = $2 WHERE id = $1`, ep.ID, s.now)
+	for range 3 {
+		s.complete(t, m) // 6 deliveries
+	}
+	cs := claim(t, s, s.now, 10, 10)
+	if len(cs) != 6 {
+		t.Fatalf("claimed %d", len(cs))
+	}
+	stale := cs[5]
+	stale.ClaimToken = "00000000-0000-0000-0000-000000000000"
+	var rs []persistence.AttemptResult
+	for _, c := range append(cs[:5], stale) {
+		rs = append(rs, persistence.AttemptResult{Delivery: c, Attempt: persistence.WebhookAttempt{
+			AttemptedAt: s.now, StatusCode: 202, Succeeded: true, Latency: 2 * time.Millisecond, ResponseBody: "ok"}})
+	}
+	outs, err := s.db.RecordSuccesses(t.Context(), rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range outs {
+		if o.Stale != (i == 5) || o.Status != persistence.DeliverySucceeded {
+			t.Errorf("outcome %d: %+v", i, o)
+		}
+	}
+	if n := s.count(t, "webhook_attempts"); n != 6 {
+		t.Fatalf("%d attempts recorded, want 6 (the stale one too)", n)
+	}
+	var succeeded int
+	_ = s.raw.QueryRow(t.Context(), `SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'`).Scan(&succeeded)
+	if succeeded != 5 {
+		t.Fatalf("%d deliveries succeeded, want 5", succeeded)
+	}
+	if e, _ := s.db.GetWebhookEndpoint(t.Context(), m.ID, ep.ID); !e.FailingSince.IsZero() {
+		t.Fatal("a success left the failing streak")
+	}
+	if _, err := s.db.RecordSuccesses(t.Context(), []persistence.AttemptResult{{Delivery: cs[0],
+		Attempt: persistence.WebhookAttempt{AttemptedAt: s.now, StatusCode: 500}}}); err == nil {
+		t.Fatal("a failure was recorded as a success")
+	}
+}
