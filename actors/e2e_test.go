@@ -68,8 +68,11 @@ func (e *wenv) startSystem(cfg actors.Config) (sys *actors.System, stop func(con
 func (e *wenv) wallet() *wallet.Wallet {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
-	return wallet.New(&horizonclient.Client{HorizonURL: e.horizon.URL() + "/", HTTP: &http.Client{Transport: tr}},
-		e.net.Passphrase())
+	hc := &horizonclient.Client{HorizonURL: e.horizon.URL() + "/", HTTP: &http.Client{Transport: tr}}
+	// horizonclient fills in a zero timeout on each request, a data race
+	// when the client is shared; set it before any goroutine uses it.
+	hc.SetHorizonTimeout(horizonclient.HorizonTimeout)
+	return wallet.New(hc, e.net.Passphrase())
 }
 
 // customers creates n accounts holding 100 XLM each, a hundred per
