@@ -168,6 +168,11 @@ func dev(ctx context.Context, cfg devConfig, stdout io.Writer, logger *slog.Logg
 		"--http-addr", httpAddr,
 		"--public-url", info.APIURL,
 		"--webhooks-allow-insecure",
+		// loadgen's webhook receiver listens on loopback, and a load test
+		// should meet the server's limits, not the per-key rate limit.
+		"--webhooks-allowlist", "127.0.0.1,::1",
+		"--api-rate-limit", "5000",
+		"--api-rate-burst", "5000",
 		"--log-level", cfg.LogLevel,
 		"--log-format", "text",
 		"--shutdown-timeout", "10s",
@@ -189,6 +194,9 @@ func dev(ctx context.Context, cfg devConfig, stdout io.Writer, logger *slog.Logg
 		return err
 	}
 	printDevBanner(stdout, info)
+	if err := writeDevEnv(cfg.DataDir, info); err != nil {
+		logger.Warn("dev: could not write the dev.env file for loadgen", "err", err)
+	}
 	if ready != nil {
 		ready <- info
 	}
@@ -623,4 +631,15 @@ func lastBytes(b []byte, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
+}
+
+// writeDevEnv writes this run's URLs and API key to <data-dir>/dev.env
+// (mode 0600), where loadgen finds them.
+func writeDevEnv(dataDir string, info devInfo) error {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	body := fmt.Sprintf("CHECKOUTD_API_URL=%s\nCHECKOUTD_SANDBOX_URL=%s\nCHECKOUTD_API_KEY=%s\n",
+		info.APIURL, info.SandboxURL, info.APIKey)
+	return os.WriteFile(filepath.Join(dataDir, "dev.env"), []byte(body), 0o600)
 }
