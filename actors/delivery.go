@@ -21,6 +21,7 @@ import (
 type DeliveryStore interface {
 	ClaimDeliveries(ctx context.Context, p persistence.ClaimParams) ([]persistence.ClaimedDelivery, error)
 	RecordAttempt(ctx context.Context, r persistence.AttemptResult) (persistence.AttemptOutcome, error)
+	RecordSuccesses(ctx context.Context, rs []persistence.AttemptResult) ([]persistence.AttemptOutcome, error)
 	ReleaseClaims(ctx context.Context, tokens []string, now time.Time) (int64, error)
 	ListenDeliveries(ctx context.Context, wake func()) error
 }
@@ -58,6 +59,10 @@ type DeliveryConfig struct {
 	MaxInFlight int
 	// ClaimBatch is the most deliveries one claim takes. Default 128.
 	ClaimBatch int
+	// ClaimDelay is how long a wake-up (a notification, a finished
+	// attempt) waits before claiming, so that those of one moment share a
+	// claim query. Default 5 ms.
+	ClaimDelay time.Duration
 	// PollInterval is how often the engine looks for due deliveries without
 	// being woken: retries that come due, and lost notifications.
 	// Default 1 s.
@@ -109,6 +114,7 @@ func (c DeliveryConfig) withDefaults() (DeliveryConfig, error) {
 		return c, fmt.Errorf("delivery config: lease %s must exceed the attempt timeout %s", c.Lease, c.AttemptTimeout)
 	}
 	setDefault(&c.PollInterval, time.Second)
+	setDefault(&c.ClaimDelay, 5*time.Millisecond)
 	setDefault(&c.DisableAfter, 72*time.Hour)
 	setDefault(&c.StoreTimeout, 10*time.Second)
 	setDefault(&c.WorkerIdle, 5*time.Minute)
@@ -163,8 +169,84 @@ type DeliveryEngine struct {
 	releaseMu sync.Mutex
 	release   []string // claim tokens to give back at stop
 
+	// successes carries 2xx results to the recorder goroutine, which
+	// writes together those that arrive while it writes (group commit).
+	// stopRecorder ends it; recorderStopped then tells attempts to record
+	// on their own.
+	successes       chan successRequest
+	stopRecorder    chan struct{}
+	recorderStopped chan struct{}
+
 	stopOnce sync.Once
 	stopErr  error
+}
+
+type successRequest struct {
+	result persistence.AttemptResult
+	reply  chan successReply
+}
+
+type successReply struct {
+	out persistence.AttemptOutcome
+	err error
+}
+
+// maxSuccessBatch bounds one group of recorded successes.
+const maxSuccessBatch = 256
+
+// recordSuccesses is the recorder goroutine, owned by the engine and ended
+// by Stop.
+func (e *DeliveryEngine) recordSuccesses() {
+	defer close(e.recorderStopped)
+	for {
+		var batch []successRequest
+		select {
+		case <-e.stopRecorder:
+			return
+		case req := <-e.successes:
+			batch = append(batch, req)
+		}
+	more:
+		for len(batch) < maxSuccessBatch {
+			select {
+			case req := <-e.successes:
+				batch = append(batch, req)
+			default:
+				break more
+			}
+		}
+		rs := make([]persistence.AttemptResult, len(batch))
+		for i, req := range batch {
+			rs[i] = req.result
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.StoreTimeout)
+		outs, err := e.cfg.Store.RecordSuccesses(ctx, rs)
+		cancel()
+		for i, req := range batch {
+			if err != nil {
+				req.reply <- successReply{err: err}
+			} else {
+				req.reply <- successReply{out: outs[i]}
+			}
+		}
+	}
+}
+
+// record records an attempt's result: a success through the recorder, a
+// failure on its own.
+func (e *DeliveryEngine) record(r persistence.AttemptResult) (persistence.AttemptOutcome, error) {
+	if r.Attempt.Succeeded {
+		req := successRequest{result: r, reply: make(chan successReply, 1)}
+		select {
+		case e.successes <- req:
+			rep := <-req.reply
+			return rep.out, rep.err
+		case <-e.recorderStopped:
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.StoreTimeout)
+	defer cancel()
+	return e.cfg.Store.RecordAttempt(ctx, r)
 }
 
 // StartDeliveryEngine starts the engine.
@@ -174,8 +256,10 @@ func StartDeliveryEngine(cfg DeliveryConfig) (*DeliveryEngine, error) {
 		return nil, err
 	}
 	logger := cfg.Logger
-	e := &DeliveryEngine{cfg: cfg}
+	e := &DeliveryEngine{cfg: cfg, successes: make(chan successRequest),
+		stopRecorder: make(chan struct{}), recorderStopped: make(chan struct{})}
 	e.attemptCtx, e.cancelAttempt = context.WithCancel(context.Background())
+	go e.recordSuccesses()
 	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return logger.With("component", "protoactor")
 	}))
@@ -183,6 +267,7 @@ func StartDeliveryEngine(cfg DeliveryConfig) (*DeliveryEngine, error) {
 	e.dispatcher, err = e.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return d }), "webhook-dispatcher")
 	if err != nil {
 		e.cancelAttempt()
+		close(e.stopRecorder)
 		e.system.Shutdown()
 		return nil, fmt.Errorf("spawn webhook dispatcher: %w", err)
 	}
@@ -242,6 +327,8 @@ func (e *DeliveryEngine) stop(ctx context.Context) error {
 		}
 	}
 	e.cancelAttempt()
+	close(e.stopRecorder)
+	<-e.recorderStopped
 	e.system.Shutdown()
 	return errors.Join(errs...)
 }

@@ -25,6 +25,7 @@ import (
 // benchWorld is the benchmark's database: merchants with two endpoints
 // each (so every event is two deliveries), all on one local receiver.
 type benchWorld struct {
+	dsn       string
 	db        *persistence.DB
 	merchants []checkout.Merchant
 	ops       atomic.Int64
@@ -54,7 +55,7 @@ func newBenchWorld(b *testing.B, merchants, endpointsEach int) *benchWorld {
 		b.Fatal(err)
 	}
 	b.Cleanup(db.Close)
-	w := &benchWorld{db: db, arrived: make(map[string]time.Time)}
+	w := &benchWorld{dsn: dsn, db: db, arrived: make(map[string]time.Time)}
 	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		w.hits.Add(1)

@@ -69,11 +69,7 @@ func (d *dispatcher) Receive(ctx actor.Context) {
 
 func (d *dispatcher) start(ctx actor.Context) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	wake := func() {
-		if d.claimQueued.CompareAndSwap(false, true) {
-			root.Send(self, &wakeDeliveries{})
-		}
-	}
+	wake := func() { d.wakeSoon(root, self) }
 	lctx, cancel := context.WithCancel(context.Background())
 	d.stopListener = cancel
 	d.listenerExited.Add(1)
@@ -160,27 +156,30 @@ func (d *dispatcher) claim(ctx actor.Context) {
 		d.engine.stats.Claimed.Add(1)
 		ctx.Send(w.pid, &deliveryJob{claim: c})
 	}
-	if len(claims) == room {
-		d.wakeSelf(ctx) // there may be more
+	if len(claims) == room && d.claimQueued.CompareAndSwap(false, true) {
+		ctx.Send(ctx.Self(), &wakeDeliveries{}) // there may be more: at once
 	}
 }
 
-func (d *dispatcher) wakeSelf(ctx actor.Context) {
+// wakeSoon asks for a claim ClaimDelay from now, unless one is already
+// asked for: the notifications and finished attempts of that moment then
+// share one claim. Safe from any goroutine.
+func (d *dispatcher) wakeSoon(root *actor.RootContext, self *actor.PID) {
 	if d.claimQueued.CompareAndSwap(false, true) {
-		ctx.Send(ctx.Self(), &wakeDeliveries{})
+		time.AfterFunc(d.cfg.ClaimDelay, func() { root.Send(self, &wakeDeliveries{}) })
 	}
 }
 
 // done records a resolved job and claims again: the slot it frees (here,
 // and for its endpoint in Postgres) may be what held due deliveries back.
-// Claims are coalesced, so a burst of completions costs one.
+// Claims are coalesced (wakeSoon), so a burst of completions costs one.
 func (d *dispatcher) done(ctx actor.Context, m *attemptDone) {
 	d.inFlight--
 	if w := d.workers[m.endpointID]; w != nil {
 		w.jobs--
 		w.lastUsed = time.Now()
 	}
-	d.wakeSelf(ctx)
+	d.wakeSoon(ctx.ActorSystem().Root, ctx.Self())
 }
 
 // passivateIdle stops workers that have had nothing to do for WorkerIdle.

@@ -90,9 +90,7 @@ func (e *DeliveryEngine) attempt(logger *slog.Logger, c persistence.ClaimedDeliv
 			r.NextAttemptAt = next
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.StoreTimeout)
-	out, err := e.cfg.Store.RecordAttempt(ctx, r)
-	cancel()
+	out, err := e.record(r)
 	e.stats.Attempts.Add(1)
 	if err != nil {
 		// The claim lapses and the delivery is tried again.
