@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -86,4 +87,43 @@ func TestPaymentsPageErrors(t *testing.T) {
 	if _, err := c.PaymentsPage(ctx, merchant, "3", 10); err == nil || time.Since(start) > 2*time.Second {
 		t.Errorf("a hung page: %v after %s", err, time.Since(start))
 	}
+}
+
+// TestDecodeRecordMatchesDecodeOperation checks the one-pass decoding of
+// page records against DecodeOperation.
+func TestDecodeRecordMatchesDecodeOperation(t *testing.T) {
+	records := []string{
+		paymentJSON("101"),
+		fixture("create_account", 0, true, "none", "", `"funder":"`+customer+`","account":"`+merchant+`","starting_balance":"5.0000000"`),
+		fixture("path_payment_strict_send", 13, true, "id", "42", `"asset_type":"native","from":"`+customer+`","to":"`+merchant+`","amount":"1.0000000","source_amount":"1.0000000","source_asset_type":"native","destination_min":"1.0000000"`),
+		strings.Replace(paymentJSON("102"), `"type_i":1`, `"type_i":99`, 1),
+	}
+	for i, rec := range records {
+		want, werr := DecodeOperation([]byte(rec))
+		got, gerr := decodeRecord([]byte(rec))
+		if (werr == nil) != (gerr == nil) || !reflect.DeepEqual(got, want) {
+			t.Errorf("record %d: decodeRecord = %#v, %v; DecodeOperation = %#v, %v", i, got, gerr, want, werr)
+		}
+	}
+	if _, ok := peekTypeI([]byte(`{"type_i":1,"x":{"type_i":2}}`)); ok {
+		t.Error("peekTypeI read an ambiguous record")
+	}
+}
+
+func BenchmarkDecodeRecord(b *testing.B) {
+	rec := []byte(paymentJSON("101"))
+	b.Run("DecodeOperation", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := DecodeOperation(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decodeRecord", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := decodeRecord(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
