@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures the session actors and their supervisor.
@@ -33,8 +35,15 @@ type Config struct {
 	// RecoveryInterval is how often the recovery actor looks for stale
 	// sessions. Default 30 s.
 	RecoveryInterval time.Duration
+	// Metrics is where the session, recovery and mailbox metrics and
+	// protoactor's own are registered. Nil: no metrics.
+	Metrics prometheus.Registerer
 	// Hooks lets tests inject faults into a session actor.
 	Hooks Hooks
+
+	// metrics and mailboxes are set by Start when Metrics is set.
+	metrics   *sessionMetrics
+	mailboxes *mailboxGauge
 }
 
 // Hooks are fault-injection points for tests. Production leaves them nil.

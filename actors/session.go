@@ -151,6 +151,7 @@ func (a *sessionActor) observe(m *ObservePayment) *PaymentReply {
 		err = a.settle(t)
 		switch {
 		case err == nil:
+			a.cfg.metrics.settled(t, m.ReceivedAt)
 			a.cfg.Hooks.afterSettle(a.id, m)
 			a.session = t.Session
 			return &PaymentReply{Payment: *t.Payment, Session: a.session}
@@ -198,6 +199,7 @@ func (a *sessionActor) command(in checkout.Input) *SessionReply {
 		err = a.settle(t)
 		switch {
 		case err == nil:
+			a.cfg.metrics.committed(t)
 			a.session = t.Session
 			return &SessionReply{Session: a.session}
 		case errors.Is(err, checkout.ErrVersionConflict):
@@ -229,6 +231,7 @@ func (a *sessionActor) repair() *SessionReply {
 	if err := a.settle(t); err != nil {
 		return &SessionReply{Session: a.session, Err: err}
 	}
+	a.cfg.metrics.committed(t)
 	if t.Changed {
 		a.logger.Warn("session repaired from its payments",
 			"amount_received", t.Session.AmountReceived.String(), "status", t.Session.Status)

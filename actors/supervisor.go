@@ -96,7 +96,8 @@ func (s *supervisor) route(ctx actor.Context, m deliver) {
 }
 
 func (s *supervisor) activate(ctx actor.Context, id string) *child {
-	props := actor.PropsFromProducer(func() actor.Actor { return newSessionActor(id, s.cfg) })
+	props := actor.PropsFromProducer(func() actor.Actor { return newSessionActor(id, s.cfg) },
+		actor.WithMailbox(s.cfg.mailboxes.mailbox("session")))
 	pid := ctx.SpawnPrefix(props, "session-"+id)
 	c := &child{pid: pid}
 	s.children[id] = c

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
 // System is the running actor system: the supervisor with its session
@@ -17,6 +18,7 @@ type System struct {
 	supervisor *actor.PID
 	recovery   *actor.PID
 	sessions   *Sessions
+	meter      *sdkmetric.MeterProvider
 
 	active        atomic.Int64
 	restarts      atomic.Int64
@@ -31,12 +33,27 @@ func Start(cfg Config, recoveryStore RecoveryStore) (*System, error) {
 		return nil, err
 	}
 	logger := cfg.Logger
-	as := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+	s := &System{}
+	opts := []actor.ConfigOption{actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return logger.With("component", "protoactor")
-	}))
-	s := &System{system: as}
+	})}
+	if cfg.Metrics != nil {
+		cfg.mailboxes = newMailboxGauge()
+		if cfg.metrics, err = newSystemMetrics(cfg.Metrics, s, cfg.mailboxes); err != nil {
+			return nil, err
+		}
+		// Before the actor system: protoactor takes its instruments from
+		// the global meter provider.
+		if s.meter, err = meterProvider(cfg.Metrics); err != nil {
+			return nil, err
+		}
+		opts = append(opts, actor.WithMetricProviders(s.meter))
+	}
+	as := actor.NewActorSystem(opts...)
+	s.system = as
 	sup := newSupervisor(&cfg, &s.active, &s.restarts)
-	s.supervisor, err = as.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sup }), "sessions")
+	s.supervisor, err = as.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sup },
+		actor.WithMailbox(cfg.mailboxes.mailbox("supervisor"))), "sessions")
 	if err != nil {
 		return nil, fmt.Errorf("spawn supervisor: %w", err)
 	}
@@ -94,6 +111,7 @@ func (s *System) Stop(ctx context.Context) error {
 	}
 	_, err := s.system.Root.RequestFuture(s.supervisor, &drain{}, timeout).Result()
 	s.system.Shutdown()
+	shutdownMeter(ctx, s.meter)
 	if err != nil {
 		return fmt.Errorf("stop actors: %w", err)
 	}

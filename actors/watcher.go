@@ -45,6 +45,8 @@ type watcher struct {
 	inflight  sync.WaitGroup
 	sem       chan struct{}
 	streaming atomic.Bool
+	// progress is what the lag and cursor age metrics read.
+	progress watcherProgress
 
 	// memo caches the session id of (memo type, memo); only the stream
 	// loop touches it. A session's memo never changes.
@@ -55,7 +57,7 @@ type watcher struct {
 }
 
 func newWatcher(account string, cfg *WatchersConfig, stats *counters, stopping, abort <-chan struct{}) *watcher {
-	return &watcher{
+	w := &watcher{
 		account:  account,
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "watcher", "account", account),
@@ -65,6 +67,8 @@ func newWatcher(account string, cfg *WatchersConfig, stats *counters, stopping, 
 		sem:      make(chan struct{}, cfg.MaxInFlight),
 		memo:     make(map[string]string),
 	}
+	w.progress.start(cfg.Clock())
+	return w
 }
 
 func (w *watcher) run() {
@@ -197,6 +201,7 @@ func (w *watcher) handle(ctx context.Context, op operations.Operation, last stri
 		return "", nil
 	}
 	receivedAt := w.cfg.Clock()
+	w.progress.seen(op.GetBase().LedgerCloseTime)
 	p, kind, err := horizon.Normalize(op, w.account)
 	if err != nil {
 		// An operation we cannot read cannot be matched; waiting would stop
@@ -439,14 +444,18 @@ func (w *watcher) maintain(quit <-chan struct{}) {
 
 // flush persists the low watermark if it moved.
 func (w *watcher) flush(ctx context.Context) error {
-	low, _ := w.marks.state()
+	low, pending := w.marks.state()
 	if low == w.flushed {
+		if pending == 0 {
+			w.progress.cursorCurrent(w.cfg.Clock())
+		}
 		return nil
 	}
 	if err := w.cfg.DB.AdvanceCursor(ctx, persistence.Cursor{Account: w.account, PagingToken: low}); err != nil {
 		return err
 	}
 	w.flushed = low
+	w.progress.cursorCurrent(w.cfg.Clock())
 	return nil
 }
 
@@ -482,6 +491,7 @@ func (w *watcher) checkCaughtUp(ctx context.Context) error {
 		return fmt.Errorf("store caught_up_to: %w", err)
 	}
 	w.stats.caughtUp.Add(1)
+	w.progress.seen(l.ClosedAt)
 	return nil
 }
 

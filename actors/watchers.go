@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stellar/go-stellar-sdk/strkey"
 
 	checkout "github.com/checkoutd/checkoutd"
@@ -62,6 +63,9 @@ type WatchersConfig struct {
 	// CallTimeout bounds each Postgres or (non-streaming) Horizon call.
 	// Default 10 s.
 	CallTimeout time.Duration
+	// Metrics is where the watchers' metrics are registered: payments
+	// observed, reconnects, lag and cursor age. Nil: no metrics.
+	Metrics prometheus.Registerer
 }
 
 func (c WatchersConfig) withDefaults() (WatchersConfig, error) {
@@ -123,12 +127,18 @@ func NewWatchers(cfg WatchersConfig) (*Watchers, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Watchers{
+	ws := &Watchers{
 		cfg:      cfg,
 		watchers: make(map[string]*watcher),
 		stopping: make(chan struct{}),
 		abort:    make(chan struct{}),
-	}, nil
+	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(watchersCollector{ws}); err != nil {
+			return nil, fmt.Errorf("register watcher metrics: %w", err)
+		}
+	}
+	return ws, nil
 }
 
 // Start starts a watcher for every account that has a cursor.

@@ -28,21 +28,30 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
-	if err := s.cfg.Store.Ping(ctx); err != nil {
-		s.Error(w, r, unavailable("postgres is not reachable", err))
+	if err := s.ready(ctx); err != nil {
+		s.Error(w, r, err)
 		return
 	}
 	body := map[string]any{"status": "ready", "postgres": "ok"}
 	if ws := s.cfg.WatcherStatus; ws != nil {
-		running, streaming := ws.Running(), ws.Streaming()
-		if running > 0 && streaming == 0 {
-			s.Error(w, r, unavailable("no ledger watcher is streaming from Horizon",
-				fmt.Errorf("watchers: %d running, none streaming", running)))
-			return
-		}
-		body["watchers"] = map[string]int{"running": running, "streaming": streaming}
+		body["watchers"] = map[string]int{"running": ws.Running(), "streaming": ws.Streaming()}
 	}
 	s.writeJSON(w, r, http.StatusOK, body)
+}
+
+// ready is the readiness check, shared by /readyz and the checkoutd_ready
+// metric.
+func (s *Server) ready(ctx context.Context) error {
+	if err := s.cfg.Store.Ping(ctx); err != nil {
+		return unavailable("postgres is not reachable", err)
+	}
+	if ws := s.cfg.WatcherStatus; ws != nil {
+		if running, streaming := ws.Running(), ws.Streaming(); running > 0 && streaming == 0 {
+			return unavailable("no ledger watcher is streaming from Horizon",
+				fmt.Errorf("watchers: %d running, none streaming", running))
+		}
+	}
+	return nil
 }
 
 // handleOpenAPI serves the OpenAPI document: GET /openapi.json.

@@ -71,8 +71,10 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 		w.Header().Set("Request-Id", info.id)
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+		d := time.Since(start)
+		s.metrics.request(r.Method, info.route, sw.status, d)
 		info.logger.Info("request", "method", r.Method, "path", r.URL.Path, "route", info.route,
-			"status", sw.status, "duration", time.Since(start))
+			"status", sw.status, "duration", d)
 	})
 }
 
@@ -101,7 +103,8 @@ func (s *Server) public(h http.HandlerFunc) http.Handler {
 	})
 }
 
-// setRoute records the matched route's template for the access log.
+// setRoute records the matched route's template for the access log and the
+// metrics.
 func setRoute(r *http.Request) {
 	if m := mux.CurrentRoute(r); m != nil {
 		if tpl, err := m.GetPathTemplate(); err == nil {

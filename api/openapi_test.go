@@ -22,7 +22,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	doc := loadOpenAPI(t)
 	s, err := New(Config{Store: nopStore{}, Sessions: nopSessions{}, Watchers: nopWatchers{}, PublicURL: "http://x",
-		Hosted: http.NotFoundHandler()})
+		Hosted: http.NotFoundHandler(), MetricsHandler: http.NotFoundHandler()})
 	if err != nil {
 		t.Fatal(err)
 	}

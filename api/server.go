@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	checkout "github.com/checkoutd/checkoutd"
@@ -105,6 +106,13 @@ type Config struct {
 	CallTimeout time.Duration
 	// Webhooks configures the webhook endpoints API (webhook_endpoints.go).
 	Webhooks WebhookConfig
+	// Metrics is where the API's metrics are registered: requests by route
+	// and status class, sessions created, readiness. Nil: no metrics.
+	Metrics prometheus.Registerer
+	// MetricsHandler serves GET /metrics without authentication, like
+	// /healthz; typically promhttp.HandlerFor the registry that Metrics and
+	// every other component register with. Nil: no /metrics route.
+	MetricsHandler http.Handler
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -156,6 +164,7 @@ type Server struct {
 	cfg     Config
 	router  *mux.Router
 	handler http.Handler
+	metrics *metrics
 
 	limitersMu sync.Mutex
 	limiters   map[string]*rate.Limiter
@@ -176,6 +185,9 @@ func New(cfg Config) (*Server, error) {
 		limiters: make(map[string]*rate.Limiter),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+	}
+	if s.metrics, err = newMetrics(cfg.Metrics, s.ready); err != nil {
+		return nil, err
 	}
 	s.router = s.routes()
 	s.handler = s.withRequestID(s.withRecover(s.router))
@@ -203,10 +215,13 @@ func (s *Server) routes() *mux.Router {
 	r.Handle("/healthz", s.public(s.handleHealth)).Methods(http.MethodGet)
 	r.Handle("/readyz", s.public(s.handleReady)).Methods(http.MethodGet)
 	r.Handle("/openapi.json", s.public(s.handleOpenAPI)).Methods(http.MethodGet)
+	if s.cfg.MetricsHandler != nil {
+		r.Handle("/metrics", s.public(s.cfg.MetricsHandler.ServeHTTP)).Methods(http.MethodGet)
+	}
 
 	if s.cfg.Hosted != nil {
-		r.PathPrefix("/c/").Handler(s.cfg.Hosted)
-		r.PathPrefix("/v1/public/").Handler(s.cfg.Hosted)
+		r.PathPrefix("/c/").Handler(s.public(s.cfg.Hosted.ServeHTTP))
+		r.PathPrefix("/v1/public/").Handler(s.public(s.cfg.Hosted.ServeHTTP))
 	}
 
 	r.Handle("/v1/checkout/sessions", s.authed(s.idempotent(s.handleSessionCreate))).Methods(http.MethodPost)

@@ -145,7 +145,9 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	info.logger.Info("session created", "session", sess.ID, "amount", sess.Amount.String(), "asset", sess.Asset.String())
+	s.metrics.sessionCreated()
+	info.logger = info.logger.With("session_id", sess.ID)
+	info.logger.Info("session created", "amount", sess.Amount.String(), "asset", sess.Asset.String())
 	s.writeJSON(w, r, http.StatusCreated, o)
 }
 
@@ -182,6 +184,9 @@ func (s *Server) sessionFromPath(ctx context.Context, r *http.Request) (checkout
 	if !checkout.HasPrefix(id, checkout.PrefixSession) {
 		return checkout.Session{}, checkout.ErrNotFound
 	}
+	// Every later line about the request, the access log's too, names it.
+	info := requestInfoFrom(ctx)
+	info.logger = info.logger.With("session_id", id)
 	return s.cfg.Store.GetMerchantSession(ctx, requestInfoFrom(ctx).merchant, id)
 }
 

@@ -193,7 +193,7 @@ func (h *Handler) renderNotFound(w http.ResponseWriter) {
 // renderFailure logs an internal error and shows a page that reveals none
 // of it.
 func (h *Handler) renderFailure(w http.ResponseWriter, r *http.Request, err error) {
-	h.cfg.Logger.Error("hosted page", "path", r.URL.Path, "err", err)
+	h.cfg.Logger.Error("hosted page", "session_id", r.PathValue("id"), "path", r.URL.Path, "err", err)
 	v := layoutView{Title: "Something went wrong", Style: template.CSS(pageCSS)}
 	h.render(w, nil, http.StatusInternalServerError, h.tmpl.failure, v)
 }

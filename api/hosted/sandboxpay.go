@@ -28,7 +28,7 @@ func (h *Handler) handleSandboxPayCreate(w http.ResponseWriter, r *http.Request)
 		writeError(w, http.StatusNotFound, "not_found", "no such checkout session")
 		return
 	case err != nil:
-		h.cfg.Logger.Error("sandbox pay", "path", r.URL.Path, "err", err)
+		h.cfg.Logger.Error("sandbox pay", "session_id", r.PathValue("id"), "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "internal error")
 		return
 	}
@@ -42,11 +42,11 @@ func (h *Handler) handleSandboxPayCreate(w http.ResponseWriter, r *http.Request)
 	hash, err := h.cfg.SandboxPayer.PaySession(ctx, s, remaining)
 	if err != nil {
 		// Development only: the cause helps more than it could leak.
-		h.cfg.Logger.Warn("sandbox pay", "session", s.ID, "err", err)
+		h.cfg.Logger.Warn("sandbox pay", "session_id", s.ID, "err", err)
 		writeError(w, http.StatusBadGateway, "sandbox_payment_failed", err.Error())
 		return
 	}
-	h.cfg.Logger.Info("sandbox pay", "session", s.ID, "amount", remaining.String(), "tx", hash)
+	h.cfg.Logger.Info("sandbox pay", "session_id", s.ID, "amount", remaining.String(), "tx", hash)
 	writeJSON(w, http.StatusOK, struct {
 		TransactionHash string `json:"transaction_hash"`
 		Amount          string `json:"amount"`

@@ -43,7 +43,7 @@ func (h *Handler) handleStatusShow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such checkout session")
 		return
 	case err != nil:
-		h.cfg.Logger.Error("public session status", "path", r.URL.Path, "err", err)
+		h.cfg.Logger.Error("public session status", "session_id", r.PathValue("id"), "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "internal error")
 		return
 	}

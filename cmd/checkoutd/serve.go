@@ -118,6 +118,9 @@ func (c *serveConfig) validate() error {
 	if c.APIRateLimit <= 0 || c.APIRateBurst <= 0 {
 		return usagef("serve: --api-rate-limit and --api-rate-burst must be positive")
 	}
+	if _, err := (webhooks.Policy{}).ParseAllowlist(strings.Split(c.WebhooksAllowlist, ",")); err != nil {
+		return usagef("serve: --webhooks-allowlist: %v", err)
+	}
 	if c.JournalWindow < 0 || c.JournalMaxBatch <= 0 {
 		return usagef("serve: --journal-window must not be negative, --journal-max-batch must be positive")
 	}
@@ -177,6 +180,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	if err := db.Migrate(ctx); err != nil {
 		return err
 	}
+	reg := newRegistry()
+	if err := db.RegisterMetrics(reg); err != nil {
+		return err
+	}
 	hz, err := horizon.New(horizon.Config{URL: cfg.HorizonURL})
 	if err != nil {
 		return err
@@ -190,12 +197,14 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	defer func() { _ = journal.Stop(context.Background()) }() // on the early returns; a no-op after shutdown's
 	system, err := actors.Start(actors.Config{
 		Store: journal, Logger: logger, IdleTimeout: cfg.IdleTimeout, RecoveryInterval: cfg.RecoveryInterval,
+		Metrics: reg,
 	}, db)
 	if err != nil {
 		return err
 	}
 	watchers, err := actors.NewWatchers(actors.WatchersConfig{
 		DB: db, Horizon: hz, Sessions: system.Sessions(), Logger: logger.With("component", "watcher"),
+		Metrics: reg,
 	})
 	if err != nil {
 		return err
@@ -226,6 +235,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 		RateLimit:         cfg.APIRateLimit,
 		RateBurst:         cfg.APIRateBurst,
 		Webhooks:          api.WebhookConfig{Policy: webhookPolicy},
+		Metrics:           reg,
+		MetricsHandler:    metricsHandler(reg, logger),
 	})
 	if err != nil {
 		return err
