@@ -99,7 +99,7 @@ type Journal struct {
 	stopped bool
 	done    sync.WaitGroup
 
-	batches, rows atomic.Int64
+	batches, rows, commitNanos atomic.Int64
 }
 
 // settleRequest is one Settle call waiting for its batch's commit.
@@ -258,7 +258,9 @@ func (j *Journal) commit(batch []*settleRequest, rows []persistence.Settlement) 
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), j.cfg.CommitTimeout)
+	start := time.Now()
 	errs := j.cfg.Store.SettleBatch(ctx, rows)
+	j.commitNanos.Add(int64(time.Since(start)))
 	cancel()
 	j.batches.Add(1)
 	j.rows.Add(int64(len(rows)))
@@ -299,9 +301,11 @@ type JournalStats struct {
 	Batches int64
 	// Rows is the number of settlements they carried.
 	Rows int64
+	// CommitTime is the time spent in their round trips, in all.
+	CommitTime time.Duration
 }
 
 // Stats returns a snapshot of the counters.
 func (j *Journal) Stats() JournalStats {
-	return JournalStats{Batches: j.batches.Load(), Rows: j.rows.Load()}
+	return JournalStats{Batches: j.batches.Load(), Rows: j.rows.Load(), CommitTime: time.Duration(j.commitNanos.Load())}
 }

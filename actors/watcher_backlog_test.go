@@ -8,6 +8,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -409,6 +412,9 @@ func mustSeq(t *testing.T, n *sandbox.Network, address string) int64 {
 // until its durable cursor reaches the last one (drain-s). Run it with
 // -benchtime 1x; CHECKOUTD_BACKLOG sets the number of payments (default
 // 10,000) and CHECKOUTD_BACKLOG_POOL the Postgres pool size (default 16).
+// CHECKOUTD_BACKLOG_PROFILE=dir writes CPU, allocation and mutex profiles
+// of the drain alone (not the backlog's making) into dir: cpu.pprof, and
+// allocs and mutex before and after, for pprof -base.
 func BenchmarkBacklogDrain(b *testing.B) {
 	n := 10_000
 	if v := os.Getenv("CHECKOUTD_BACKLOG"); v != "" {
@@ -427,13 +433,14 @@ func BenchmarkBacklogDrain(b *testing.B) {
 	const per = 10
 	for _, store := range []string{"db", "journal"} {
 		b.Run("store="+store, func(b *testing.B) {
-			for b.Loop() {
+			for range b.N {
 				b.StopTimer()
 				w := newBacklogWorld(b, backlogOptions{journal: store == "journal", poolSize: pool})
 				filled := time.Now()
 				last := w.fillBacklog(n/per, per)
 				b.Logf("backlog of %d payments filled in %s", n, time.Since(filled))
 				ws := w.watchers(100 * time.Millisecond)
+				stopProfiles := startProfiles(b, os.Getenv("CHECKOUTD_BACKLOG_PROFILE"), store)
 				b.StartTimer()
 				start := time.Now()
 				if err := ws.Start(context.Background()); err != nil {
@@ -454,17 +461,56 @@ func BenchmarkBacklogDrain(b *testing.B) {
 				}
 				drained := time.Since(start)
 				b.StopTimer()
+				stopProfiles()
 				b.ReportMetric(float64(n)/settled.Seconds(), "settled/s")
 				b.ReportMetric(drained.Seconds(), "drain-s")
 				b.ReportMetric(float64(w.pages.Load()), "pages")
 				if w.journal != nil {
 					st := w.journal.Stats()
 					b.ReportMetric(float64(st.Rows)/float64(max(st.Batches, 1)), "rows/batch")
+					b.ReportMetric(float64(st.CommitTime.Milliseconds())/float64(max(st.Batches, 1)), "ms/batch")
 				}
 				if got := w.count(`SELECT count(*) FROM sessions WHERE status = 'complete' AND amount_received = amount`); got != n/per {
 					b.Fatalf("%d sessions paid exactly, want %d", got, n/per)
 				}
 			}
 		})
+	}
+}
+
+// startProfiles starts a CPU profile and snapshots the allocation and
+// mutex profiles into dir, named after name; the returned func stops the
+// CPU profile and snapshots the others again. An empty dir does nothing.
+func startProfiles(tb testing.TB, dir, name string) (stop func()) {
+	tb.Helper()
+	if dir == "" {
+		return func() {}
+	}
+	write := func(profile, suffix string) {
+		f, err := os.Create(filepath.Join(dir, name+"-"+profile+"-"+suffix+".pprof"))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.Lookup(profile).WriteTo(f, 0); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	runtime.SetMutexProfileFraction(10)
+	write("allocs", "before")
+	write("mutex", "before")
+	cpu, err := os.Create(filepath.Join(dir, name+"-cpu.pprof"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		tb.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		cpu.Close()
+		write("allocs", "after")
+		write("mutex", "after")
+		runtime.SetMutexProfileFraction(0)
 	}
 }
