@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/checkoutd/checkoutd/persistence"
 	"github.com/checkoutd/checkoutd/webhooks"
@@ -79,6 +80,9 @@ type DeliveryConfig struct {
 	WorkerIdle time.Duration
 	// Hooks lets tests inject faults.
 	Hooks DeliveryHooks
+	// Metrics is where the engine's metrics are registered: attempts by
+	// outcome and their durations. Nil: no metrics.
+	Metrics prometheus.Registerer
 }
 
 // DeliveryHooks are fault-injection points for tests. Production leaves
@@ -153,6 +157,7 @@ type DeliveryEngine struct {
 	system     *actor.ActorSystem
 	dispatcher *actor.PID
 	stats      DeliveryStats
+	metrics    *deliveryMetrics
 
 	// attemptCtx is the parent of every attempt's context; a hard stop
 	// cancels it.
@@ -258,6 +263,9 @@ func StartDeliveryEngine(cfg DeliveryConfig) (*DeliveryEngine, error) {
 	logger := cfg.Logger
 	e := &DeliveryEngine{cfg: cfg, successes: make(chan successRequest),
 		stopRecorder: make(chan struct{}), recorderStopped: make(chan struct{})}
+	if e.metrics, err = newDeliveryMetrics(cfg.Metrics, e); err != nil {
+		return nil, err
+	}
 	e.attemptCtx, e.cancelAttempt = context.WithCancel(context.Background())
 	go e.recordSuccesses()
 	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {

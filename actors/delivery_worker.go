@@ -92,6 +92,7 @@ func (e *DeliveryEngine) attempt(logger *slog.Logger, c persistence.ClaimedDeliv
 	}
 	out, err := e.record(r)
 	e.stats.Attempts.Add(1)
+	e.metrics.attempted(a.Latency, err == nil)
 	if err != nil {
 		// The claim lapses and the delivery is tried again.
 		logger.Error("record webhook attempt", "delivery_id", c.ID, "err", err)

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,6 +102,16 @@ func TestMetricsEndToEnd(t *testing.T) {
 	dsn := pgtest.New(t)
 	d := startDev(t, devConfig{DatabaseURL: dsn, HTTPAddr: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0",
 		DataDir: t.TempDir(), LogLevel: "warn"})
+	// A webhook receiver, so that deliveries are attempted and timed.
+	var hooks atomic.Int64
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hooks.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(receiver.Close)
+	if code := d.call(t, http.MethodPost, "/v1/webhook_endpoints", `{"url":"`+receiver.URL+`","events":["*"]}`, nil); code != http.StatusCreated {
+		t.Fatalf("create webhook endpoint: %d", code)
+	}
 	const paid = 2
 	for range paid {
 		d.payThroughThePage(t)
@@ -115,11 +127,14 @@ func TestMetricsEndToEnd(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		body, families = scrape(t, d.info.APIURL)
-		if n, _ := sample(families, "checkoutd_payments_observed_total", map[string]string{"disposition": "applied"}); n >= paid {
+		applied, _ := sample(families, "checkoutd_payments_observed_total", map[string]string{"disposition": "applied"})
+		delivered, _ := sample(families, "checkoutd_webhook_deliveries_total", map[string]string{"outcome": "succeeded"})
+		if applied >= paid && delivered >= 1 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("payments observed never reached %d:\n%s", paid, grepLines(body, "checkoutd_payments_observed_total"))
+			t.Fatalf("payments observed never reached %d, or no webhook was delivered (%d received):\n%s\n%s", paid, hooks.Load(),
+				grepLines(body, "checkoutd_payments_observed_total"), grepLines(body, "checkoutd_webhook_deliveries_total"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -138,6 +153,8 @@ func TestMetricsEndToEnd(t *testing.T) {
 		{"checkoutd_http_requests_total", map[string]string{"method": "GET", "route": "/v1/checkout/sessions/{id}", "status_class": "4xx"}, 1},
 		{"checkoutd_http_request_duration_seconds", map[string]string{"route": "/c/"}, paid},
 		{"checkoutd_ready", nil, 1},
+		{"checkoutd_webhook_deliveries_total", map[string]string{"outcome": "succeeded"}, 1},
+		{"checkoutd_webhook_delivery_duration_seconds", nil, 1},
 		{"checkoutd_watchers", map[string]string{"state": "streaming"}, 1},
 		{"checkoutd_db_pool_acquires_total", nil, 1},
 		{"checkoutd_db_pool_max_connections", nil, 1},

@@ -255,7 +255,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	}
 	deliveries, err := actors.StartDeliveryEngine(actors.DeliveryConfig{
 		Store: db, Render: apiServer.WebhookData, Logger: logger.With("component", "webhooks"),
-		Client: webhooks.NewClient(webhooks.ClientConfig{Policy: webhookPolicy}),
+		Client:  webhooks.NewClient(webhooks.ClientConfig{Policy: webhookPolicy}),
+		Metrics: reg,
 	})
 	if err != nil {
 		_ = ln.Close()
