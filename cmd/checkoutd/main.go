@@ -20,12 +20,13 @@ var version = "dev"
 const usage = `checkoutd: Stellar checkout sessions, settled exactly once.
 
 Usage:
-  checkoutd serve     run the API, the actors and the ledger watchers
-  checkoutd migrate   apply the database migrations
-  checkoutd merchant  manage merchants and their API keys
-  checkoutd sandbox   run the offline sandbox Stellar network
-  checkoutd dev       run everything on this machine, for trying it out
-  checkoutd version   print the version
+  checkoutd serve        run the API, the actors and the ledger watchers
+  checkoutd migrate      apply the database migrations
+  checkoutd merchant     manage merchants and their API keys
+  checkoutd sandbox      run the offline sandbox Stellar network
+  checkoutd dev          run everything on this machine, for trying it out
+  checkoutd healthcheck  exit 0 if checkoutd answers (a container's HEALTHCHECK)
+  checkoutd version      print the version
 
 Run 'checkoutd COMMAND --help' for a command's flags.
 `
@@ -73,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runMerchant(ctx, rest, stdout, stderr)
 	case "dev":
 		return runDev(ctx, rest, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 		return nil
