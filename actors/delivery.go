@@ -53,8 +53,8 @@ type DeliveryConfig struct {
 	// (its process died) is taken by any engine. Default AttemptTimeout
 	// plus one minute; it must exceed AttemptTimeout.
 	Lease time.Duration
-	// PerEndpoint is how many attempts may be in flight to one endpoint, so
-	// one slow receiver cannot take every slot. Default 4.
+	// PerEndpoint is how many attempts this engine may have in flight to
+	// one endpoint, so one slow receiver cannot take every slot. Default 4.
 	PerEndpoint int
 	// MaxInFlight bounds this engine's attempts in flight. Default 256.
 	MaxInFlight int
@@ -225,8 +225,10 @@ func (e *DeliveryEngine) recordSuccesses() {
 			rs[i] = req.result
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.StoreTimeout)
+		began := time.Now()
 		outs, err := e.cfg.Store.RecordSuccesses(ctx, rs)
 		cancel()
+		e.cfg.Logger.Debug("recorded webhook successes", "count", len(rs), "took", time.Since(began))
 		for i, req := range batch {
 			if err != nil {
 				req.reply <- successReply{err: err}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/checkoutd/checkoutd/persistence"
 )
 
 // dispatcher claims due deliveries and routes each to its endpoint's worker,
@@ -134,8 +136,17 @@ func (d *dispatcher) claim(ctx actor.Context) {
 		return // a finished attempt claims again
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), d.cfg.StoreTimeout)
-	claims, err := d.cfg.Store.ClaimDeliveries(cctx, claimParams(d.cfg, room))
+	began := time.Now()
+	inFlight := make(map[string]int, len(d.workers))
+	for id, w := range d.workers {
+		if w.jobs > 0 {
+			inFlight[id] = w.jobs
+		}
+	}
+	claims, err := d.cfg.Store.ClaimDeliveries(cctx, persistence.ClaimParams{Now: d.cfg.Clock(), Lease: d.cfg.Lease,
+		Limit: room, PerEndpoint: d.cfg.PerEndpoint, InFlight: inFlight})
 	cancel()
+	d.logger.Debug("claimed webhook deliveries", "claimed", len(claims), "room", room, "took", time.Since(began))
 	if err != nil {
 		d.logger.Warn("claim webhook deliveries", "err", err)
 		return

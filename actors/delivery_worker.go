@@ -192,7 +192,4 @@ func describeSendError(ctx context.Context, err error, timeout time.Duration) er
 	return fmt.Errorf("send failed: %w", err)
 }
 
-// claimParams is the claim the dispatcher makes with room for n.
-func claimParams(cfg *DeliveryConfig, n int) persistence.ClaimParams {
-	return persistence.ClaimParams{Now: cfg.Clock(), Lease: cfg.Lease, Limit: n, PerEndpoint: cfg.PerEndpoint}
-}
+

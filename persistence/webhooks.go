@@ -406,9 +406,12 @@ type ClaimParams struct {
 	Lease time.Duration
 	// Limit is how many deliveries to claim at most.
 	Limit int
-	// PerEndpoint is how many deliveries of one endpoint may be claimed at
-	// once, counting claims already held by every engine.
+	// PerEndpoint is how many deliveries of one endpoint the engine may
+	// hold at once, counting InFlight.
 	PerEndpoint int
+	// InFlight is how many deliveries of each endpoint the engine already
+	// holds.
+	InFlight map[string]int
 }
 
 // ClaimedDelivery is a delivery claimed for one attempt, with everything
@@ -427,36 +430,40 @@ type ClaimedDelivery struct {
 }
 
 // ClaimDeliveries claims due deliveries, oldest due first, with FOR UPDATE
-// SKIP LOCKED so that concurrent engines never claim the same one, and at
-// most PerEndpoint in flight per endpoint. The per-endpoint count is read
-// without a lock, so two engines claiming at the same instant can exceed it
-// between them, never each.
+// SKIP LOCKED so that concurrent engines never claim the same one, and so
+// that the engine holds at most PerEndpoint of one endpoint at once. The
+// limit is each engine's: n engines may have n × PerEndpoint attempts in
+// flight to one endpoint.
 func (db *DB) ClaimDeliveries(ctx context.Context, p ClaimParams) ([]ClaimedDelivery, error) {
 	if p.Limit <= 0 || p.PerEndpoint <= 0 || p.Lease <= 0 {
 		return nil, errors.New("claim deliveries: limit, per-endpoint limit and lease must be positive")
 	}
 	until := p.Now.Add(p.Lease)
 	// Candidates are picked without locks, at most PerEndpoint per endpoint
-	// counting live claims; only those are then locked, skipping any that
-	// another engine holds, and re-checked (a row claimed meanwhile no
+	// counting those in flight; only those are then locked, skipping any
+	// that another engine holds, and re-checked (a row claimed meanwhile no
 	// longer qualifies once its new version is read).
-	rows, err := db.pool.Query(ctx, `WITH busy AS (
-			-- Only pending deliveries hold a claim token (a CHECK says so);
-			-- the predicate matches webhook_deliveries_claimed alone.
-			SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
-			WHERE claim_token IS NOT NULL AND claimed_until > $1
-			GROUP BY endpoint_id
-		), due AS (
+	// Empty, not nil: pgx sends a nil slice as NULL, and "<> ALL (NULL)"
+	// is never true.
+	full, partly, partlyN := []string{}, []string{}, []int32{}
+	for id, n := range p.InFlight {
+		switch {
+		case n >= p.PerEndpoint:
+			full = append(full, id)
+		case n > 0:
+			partly, partlyN = append(partly, id), append(partlyN, int32(n))
+		}
+	}
+	rows, err := db.pool.Query(ctx, `WITH due AS (
 			SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
-			WHERE d.status = 'pending' AND d.next_attempt_at <= $1
-			  AND d.endpoint_id NOT IN (SELECT endpoint_id FROM busy WHERE n >= $4)
+			WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND d.endpoint_id <> ALL ($5::text[])
 			ORDER BY d.next_attempt_at
 			LIMIT $3 * 4
 		), picked AS (
 			SELECT r.id FROM (
 				SELECT due.*, row_number() OVER (PARTITION BY due.endpoint_id ORDER BY due.next_attempt_at, due.id) AS rn
 				FROM due) r
-			LEFT JOIN busy b ON b.endpoint_id = r.endpoint_id
+			LEFT JOIN unnest($6::text[], $7::int[]) AS b(endpoint_id, n) ON b.endpoint_id = r.endpoint_id
 			WHERE r.rn <= $4 - coalesce(b.n, 0)
 			ORDER BY r.next_attempt_at
 			LIMIT $3
@@ -473,7 +480,7 @@ func (db *DB) ClaimDeliveries(ctx context.Context, p ClaimParams) ([]ClaimedDeli
 			e.id, e.merchant_id, e.url, e.secret, coalesce(e.previous_secret, ''), e.previous_secret_expires_at,
 			ev.id, ev.type, ev.merchant_id, coalesce(ev.session_id, ''), coalesce(ev.payment_id, ''),
 			ev.payload, ev.created_at`,
-		p.Now, until, p.Limit, p.PerEndpoint)
+		p.Now, until, p.Limit, p.PerEndpoint, full, partly, partlyN)
 	if err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", interpretError(err))
 	}

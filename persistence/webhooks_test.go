@@ -146,8 +146,10 @@ func TestClaimDeliveries(t *testing.T) {
 	if per[busy.ID] != 4 || per[quiet.ID] != 4 {
 		t.Fatalf("claimed per endpoint %v, want 4 each", per)
 	}
-	if cs := claim(t, s, s.now, 100, 4); len(cs) != 0 {
-		t.Fatalf("claimed %d more while every endpoint was at its limit", len(cs))
+	held := map[string]int{busy.ID: 4, quiet.ID: 4}
+	full, err := s.db.ClaimDeliveries(t.Context(), persistence.ClaimParams{Now: s.now, Lease: time.Minute, Limit: 100, PerEndpoint: 4, InFlight: held})
+	if err != nil || len(full) != 0 {
+		t.Fatalf("claimed %d more while every endpoint was at its limit (%v)", len(full), err)
 	}
 
 	// Recording one attempt frees one slot.
@@ -156,9 +158,10 @@ func TestClaimDeliveries(t *testing.T) {
 	if err != nil || out.Stale || out.Status != persistence.DeliverySucceeded {
 		t.Fatalf("RecordAttempt: %+v, %v", out, err)
 	}
-	again := claim(t, s, s.now, 100, 4)
-	if len(again) != 1 || again[0].Endpoint.ID != first[0].Endpoint.ID {
-		t.Fatalf("after one result, claimed %d", len(again))
+	held[first[0].Endpoint.ID]--
+	again, err := s.db.ClaimDeliveries(t.Context(), persistence.ClaimParams{Now: s.now, Lease: time.Minute, Limit: 100, PerEndpoint: 4, InFlight: held})
+	if err != nil || len(again) != 1 || again[0].Endpoint.ID != first[0].Endpoint.ID {
+		t.Fatalf("after one result, claimed %d (%v)", len(again), err)
 	}
 
 	// When the leases lapse, the claims come due again for anyone; the old

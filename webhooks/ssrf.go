@@ -281,7 +281,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 type ClientConfig struct {
 	Policy Policy
 	// MaxIdleConnsPerHost is how many kept-alive connections to one receiver
-	// are kept. Default 16.
+	// are kept. Default 64.
 	MaxIdleConnsPerHost int
 	// Resolver replaces the system resolver (tests).
 	Resolver *net.Resolver
@@ -294,7 +294,7 @@ type ClientConfig struct {
 // through Dialer. Per-attempt timeouts come from the request's context.
 func NewClient(cfg ClientConfig) *http.Client {
 	if cfg.MaxIdleConnsPerHost <= 0 {
-		cfg.MaxIdleConnsPerHost = 16
+		cfg.MaxIdleConnsPerHost = 64
 	}
 	d := NewDialer(cfg.Policy)
 	d.Resolver = cfg.Resolver
