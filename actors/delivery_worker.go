@@ -191,5 +191,3 @@ func describeSendError(ctx context.Context, err error, timeout time.Duration) er
 	}
 	return fmt.Errorf("send failed: %w", err)
 }
-
-
