@@ -195,6 +195,8 @@ func TestMetricsEndToEnd(t *testing.T) {
 		}
 	}
 
+	checkReferencedMetrics(t, families)
+
 	cmd := exec.Command(promtool(t), "check", "metrics")
 	cmd.Stdin = bytes.NewReader(body)
 	if out, err := cmd.CombinedOutput(); err != nil {
