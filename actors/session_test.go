@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -360,5 +361,39 @@ func assertEventCount(t *testing.T, e *env, sessionID string, typ checkout.Event
 	t.Helper()
 	if n := e.count(`SELECT count(*) FROM events WHERE session_id = $1 AND type = $2`, sessionID, typ); n != want {
 		t.Fatalf("%d %s events, want %d", n, typ, want)
+	}
+}
+
+// TestHardStopDropsQueuedWork stops the system with a context that has
+// already ended: queued payments are not drained, what was committed stays,
+// and stopping again is harmless.
+func TestHardStopDropsQueuedWork(t *testing.T) {
+	cfg := actors.Config{AskTimeout: 30 * time.Second, Hooks: actors.Hooks{
+		BeforeSettle: func(string, *actors.ObservePayment) { time.Sleep(20 * time.Millisecond) },
+	}}
+	e := newEnv(t, cfg)
+	s := e.session("1000", checkout.NativeAsset, time.Hour)
+	const n = 100
+	for range n {
+		e.system.Sessions().Observe(s.ID, e.payment(s, "1", checkout.NativeAsset, time.Now()), time.Now())
+	}
+	eventually(t, 10*time.Second, "the first commit", func() bool {
+		return e.count(`SELECT count(*) FROM payments WHERE session_id = $1`, s.ID) > 0
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.system.Stop(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("hard stop: err %v, want context.Canceled", err)
+	}
+	if err := e.system.Stop(context.Background()); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	committed := e.count(`SELECT count(*) FROM payments WHERE session_id = $1`, s.ID)
+	time.Sleep(100 * time.Millisecond) // no actor may still be committing
+	if after := e.count(`SELECT count(*) FROM payments WHERE session_id = $1`, s.ID); after != committed || committed >= n {
+		t.Fatalf("%d payments committed at stop, %d later; want fewer than %d and no change", committed, after, n)
+	}
+	if got := e.load(s.ID); got.AmountReceived != checkout.Amount(committed)*checkout.StroopsPerUnit {
+		t.Fatalf("amount received %s with %d payments recorded", got.AmountReceived, committed)
 	}
 }

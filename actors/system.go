@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +24,12 @@ type System struct {
 	active        atomic.Int64
 	restarts      atomic.Int64
 	recoveryStats RecoveryStats
+	stopOnce      sync.Once
 }
+
+// hardStopWait bounds how long a hard stop waits for session actors to
+// finish the commit they are in.
+const hardStopWait = 5 * time.Second
 
 // Start starts the actor system. recoveryStore may be nil, in which case no
 // recovery actor runs.
@@ -100,16 +106,53 @@ func (s *System) RunRecovery(timeout time.Duration) error {
 
 // Stop drains the actors: every session actor handles what it was sent and
 // stops, and messages arriving meanwhile are answered with a shutdown error.
-// Then the actor system shuts down. A hard stop is ctx ending first.
+// Then the actor system shuts down. If ctx ends first (or has ended), the
+// stop is hard: the supervisor and every session actor are stopped at once,
+// with whatever they had queued dropped; Postgres keeps what was committed,
+// and the watchers replay the rest. Stop may be called more than once.
 func (s *System) Stop(ctx context.Context) error {
+	var err error
+	s.stopOnce.Do(func() { err = s.stop(ctx) })
+	return err
+}
+
+func (s *System) stop(ctx context.Context) error {
 	if s.recovery != nil {
 		s.system.Root.Stop(s.recovery)
 	}
-	timeout := time.Minute
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
+	err := ctx.Err()
+	if err == nil {
+		timeout := time.Minute
+		if d, ok := ctx.Deadline(); ok {
+			timeout = time.Until(d)
+		}
+		drained := make(chan error, 1)
+		f := s.system.Root.RequestFuture(s.supervisor, &drain{}, timeout)
+		go func() {
+			_, err := f.Result()
+			drained <- err
+		}()
+		select {
+		case err = <-drained:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
 	}
-	_, err := s.system.Root.RequestFuture(s.supervisor, &drain{}, timeout).Result()
+	if err != nil {
+		// Stop is a system message: the supervisor stops its children and
+		// then itself without handling their mailboxes. An actor inside a
+		// commit finishes it first, so wait a little, not forever.
+		stopped := make(chan struct{})
+		f := s.system.Root.StopFuture(s.supervisor)
+		go func() {
+			_ = f.Wait()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-time.After(hardStopWait):
+		}
+	}
 	s.system.Shutdown()
 	shutdownMeter(ctx, s.meter)
 	if err != nil {
