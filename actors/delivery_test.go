@@ -616,3 +616,45 @@ func TestRotationSignsWithBothSecretsFor24Hours(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointDisabledAfterThreeDaysOfFailures, on the injected clock: an
+// endpoint whose every attempt fails for 72 h is disabled, and
+// webhook_endpoint.disabled is recorded for its merchant.
+func TestEndpointDisabledAfterThreeDaysOfFailures(t *testing.T) {
+	e := newHookEnv(t)
+	rv := newRecv(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	ep := e.endpoint(rv.URL)
+	t0 := time.Now().UTC().Truncate(time.Second)
+	clk := newClock(t0)
+	eng := e.engine(actors.DeliveryConfig{Clock: clk.Now, PollInterval: time.Hour})
+	first := e.event(t0)
+	eng.Wake()
+	eventually(t, 10*time.Second, "the first attempt", func() bool { return eng.Stats().Attempts.Load() == 1 })
+
+	at := t0.Add(72 * time.Hour)
+	clk.Set(at)
+	second := e.event(at)
+	eng.Wake()
+	eventually(t, 10*time.Second, "the endpoint to be disabled", func() bool { return eng.Stats().Disabled.Load() == 1 })
+	got, err := e.db.GetWebhookEndpoint(context.Background(), e.merchant.ID, ep.ID)
+	if err != nil || got.Status != persistence.EndpointDisabled || !got.DisabledAt.Equal(at) {
+		t.Fatalf("endpoint %+v, %v", got, err)
+	}
+	for _, id := range []string{first, second} {
+		if d := e.deliveries(id)[0]; d.Status != persistence.DeliveryFailed {
+			t.Errorf("delivery of %s: %s, want failed", id, d.Status)
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM events WHERE type = 'webhook_endpoint.disabled' AND merchant_id = $1`, e.merchant.ID); n != 1 {
+		t.Fatalf("%d webhook_endpoint.disabled events", n)
+	}
+	// Nothing more is sent to it.
+	before := rv.count()
+	clk.Set(at.Add(time.Hour))
+	e.event(at.Add(time.Hour))
+	eng.Wake()
+	time.Sleep(200 * time.Millisecond)
+	if rv.count() != before {
+		t.Fatal("a disabled endpoint was sent to")
+	}
+}
