@@ -5,7 +5,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: test build fuzz bench clean
+.PHONY: test build image fuzz bench clean
 
 test:
 	$(GO) vet ./...
@@ -17,6 +17,10 @@ build:
 		echo '$(GO) build -ldflags "$(LDFLAGS)" -o bin/loadgen ./cmd/loadgen'; \
 		$(GO) build -ldflags "$(LDFLAGS)" -o bin/loadgen ./cmd/loadgen; \
 	fi
+
+# The container image (Dockerfile), stamped with the same version.
+image:
+	docker build --build-arg VERSION=$(VERSION) -t checkoutd:$(VERSION) .
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseAmount -fuzztime 30s .
