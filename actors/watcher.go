@@ -54,6 +54,16 @@ type watcher struct {
 	// flushed is the cursor last persisted; only maintain and the final
 	// flush touch it, one after the other.
 	flushed string
+
+	// tails holds, by session, a channel closed when the payment last
+	// handed off to that session is acknowledged (or abandoned). The next
+	// payment of the session is handed off only then: an actor that panics
+	// loses the message it was handling but not those queued behind it, so
+	// without this a retried hand-off would be overtaken by a later payment
+	// of the same session, and the session would apply its payments out of
+	// ledger order.
+	tailsMu sync.Mutex
+	tails   map[string]chan struct{}
 }
 
 func newWatcher(account string, cfg *WatchersConfig, stats *counters, stopping, abort <-chan struct{}) *watcher {
@@ -66,6 +76,7 @@ func newWatcher(account string, cfg *WatchersConfig, stats *counters, stopping, 
 		abort:    abort,
 		sem:      make(chan struct{}, cfg.MaxInFlight),
 		memo:     make(map[string]string),
+		tails:    make(map[string]chan struct{}),
 	}
 	w.progress.start(cfg.Clock())
 	return w
@@ -238,10 +249,37 @@ func (w *watcher) handle(ctx context.Context, op operations.Operation, last stri
 		return tok, nil
 	}
 	// Observe enqueues at once, here, in stream order; the reply is awaited
-	// elsewhere so that one slow session does not hold up the others.
-	pp := w.cfg.Sessions.Observe(sessionID, p, receivedAt)
-	go w.await(seq, sessionID, p, receivedAt, pp)
+	// elsewhere so that one slow session does not hold up the others. A
+	// session with a payment still unacknowledged gets this one only after
+	// it (see tails).
+	done := make(chan struct{})
+	prev := w.chainSession(sessionID, done)
+	var pp *PendingPayment
+	if prev == nil {
+		pp = w.cfg.Sessions.Observe(sessionID, p, receivedAt)
+	}
+	go w.await(seq, sessionID, p, receivedAt, pp, prev, done)
 	return tok, nil
+}
+
+// chainSession makes done the session's last hand-off and returns the one
+// before it, if that is still unacknowledged.
+func (w *watcher) chainSession(sessionID string, done chan struct{}) (prev chan struct{}) {
+	w.tailsMu.Lock()
+	defer w.tailsMu.Unlock()
+	prev = w.tails[sessionID]
+	w.tails[sessionID] = done
+	return prev
+}
+
+// unchainSession marks a hand-off finished.
+func (w *watcher) unchainSession(sessionID string, done chan struct{}) {
+	w.tailsMu.Lock()
+	defer w.tailsMu.Unlock()
+	close(done)
+	if w.tails[sessionID] == done {
+		delete(w.tails, sessionID)
+	}
 }
 
 // mergeAmount reads what an account_merge credited the account, retrying
@@ -315,11 +353,25 @@ func matchKey(p checkout.Payment) (checkout.MemoType, string, bool) {
 
 // await waits for a handed-off payment to be durably recorded, and hands it
 // off again, with backoff, whenever the outcome is an error or unknown. The
-// unique operation id absorbs a hand-off that was in fact recorded.
-func (w *watcher) await(seq uint64, sessionID string, p checkout.Payment, receivedAt time.Time, pp *PendingPayment) {
+// unique operation id absorbs a hand-off that was in fact recorded. When
+// prev is not nil the payment has not been handed off yet: it is, once the
+// session's previous payment is acknowledged (prev closes). done is closed
+// at the end.
+func (w *watcher) await(seq uint64, sessionID string, p checkout.Payment, receivedAt time.Time, pp *PendingPayment,
+	prev <-chan struct{}, done chan struct{}) {
 	defer w.inflight.Done()
 	defer func() { <-w.sem }()
+	defer w.unchainSession(sessionID, done)
 	log := w.log.With("session_id", sessionID, "operation_id", p.OperationID)
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-w.abort:
+			log.Warn("abandoning an unacknowledged payment; it is replayed from the cursor on the next start")
+			return
+		}
+		pp = w.cfg.Sessions.Observe(sessionID, p, receivedAt)
+	}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			pp = w.cfg.Sessions.Observe(sessionID, p, receivedAt)
