@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -55,6 +56,34 @@ const inProgressLimit = 20 * time.Second
 // transport errors, 5xx, 429 and an idempotency claim in progress until ctx
 // ends, or in the last case for inProgressLimit.
 func (a *API) Do(ctx context.Context, method, path, idemKey string, body, out any) error {
+	return a.do(ctx, method, path, idemKey, body, out, 0)
+}
+
+// Create is Do for a POST whose outcome may be left unknown by a killed
+// process: each retry uses a fresh idempotency key (idemKey and the attempt
+// number), rather than wait out the claim the dead process left in
+// progress. A retried create may therefore leave an extra object behind;
+// the caller knows only the one it was answered.
+func (a *API) Create(ctx context.Context, path, idemKey string, body, out any) error {
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := a.do(ctx, http.MethodPost, path, fmt.Sprintf("%s-%d", idemKey, attempt), body, out, 1)
+		var aerr *apiError
+		if err == nil || ctx.Err() != nil || (errors.As(err, &aerr) && aerr.Status < 500 &&
+			aerr.Status != http.StatusTooManyRequests && aerr.Code != "idempotency_request_in_progress") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// do is Do with at most maxAttempts attempts (0: until ctx ends).
+func (a *API) do(ctx context.Context, method, path, idemKey string, body, out any, maxAttempts int) error {
 	var payload []byte
 	if body != nil {
 		var err error
@@ -64,7 +93,8 @@ func (a *API) Do(ctx context.Context, method, path, idemKey string, body, out an
 	}
 	backoff := 50 * time.Millisecond
 	var inProgressSince time.Time
-	for {
+	var lastErr error
+	for attempt := 1; ; attempt++ {
 		nodes := a.Nodes()
 		base := nodes[int(a.next.Add(1))%len(nodes)]
 		req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(payload))
@@ -96,6 +126,7 @@ func (a *API) Do(ctx context.Context, method, path, idemKey string, body, out an
 			}
 			_ = json.Unmarshal(raw, &e)
 			aerr := &apiError{Status: resp.StatusCode, Code: e.Error.Code, Body: string(raw)}
+			lastErr = aerr
 			switch {
 			case resp.StatusCode == http.StatusTooManyRequests:
 				secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
@@ -112,6 +143,12 @@ func (a *API) Do(ctx context.Context, method, path, idemKey string, body, out an
 				return aerr
 			}
 		}
+		if maxAttempts > 0 && attempt >= maxAttempts {
+			if err != nil {
+				return err
+			}
+			return lastErr
+		}
 		a.Retries.Add(1)
 		backoff = min(backoff*2, time.Second)
 		select {
@@ -120,11 +157,4 @@ func (a *API) Do(ctx context.Context, method, path, idemKey string, body, out an
 		case <-time.After(wait):
 		}
 	}
-}
-
-// isInProgress reports whether err is an idempotency claim that stayed in
-// progress.
-func isInProgress(err error) bool {
-	e, ok := err.(*apiError)
-	return ok && e.Code == "idempotency_request_in_progress"
 }

@@ -38,7 +38,7 @@ var shared struct {
 // totals are the figures of every scenario of the run, for the summary.
 type totals struct {
 	Scenarios, Faults, Kills, Sessions, Payments, Violations int
-	lines                                                 []string
+	lines                                                    []string
 }
 
 func TestMain(m *testing.M) {
@@ -301,6 +301,12 @@ func (e *env) sleep(d time.Duration) { time.Sleep(d) }
 // then reports the last check as the scenario's result.
 func (e *env) settle(timeout time.Duration) Report {
 	e.t.Helper()
+	return e.settleWith(timeout, nil)
+}
+
+// settleWith is settle, calling before (if not nil) just before the report.
+func (e *env) settleWith(timeout time.Duration, before func()) Report {
+	e.t.Helper()
 	checker := &Checker{DSN: e.dsn, HTTP: e.hc}
 	in := CheckInput{SandboxURL: e.sbURL, Accounts: e.watched, Hooks: e.receiver.Log(), Expect: e.traffic.Expect()}
 	deadline := time.Now().Add(timeout)
@@ -322,6 +328,9 @@ func (e *env) settle(timeout time.Duration) Report {
 		time.Sleep(2 * time.Second)
 	}
 	e.t.Logf("quiescent after %s", time.Since(start).Round(100*time.Millisecond))
+	if before != nil {
+		before()
+	}
 	e.report(rep)
 	return rep
 }

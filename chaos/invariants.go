@@ -88,9 +88,9 @@ type paymentRow struct {
 }
 
 type eventRow struct {
-	Seq                                     int64
-	ID, Type, MerchantID, SessionID, PayID  string
-	CreatedAt                               time.Time
+	Seq                                    int64
+	ID, Type, MerchantID, SessionID, PayID string
+	CreatedAt                              time.Time
 }
 
 type endpointRow struct {
@@ -479,8 +479,8 @@ func (c *Checker) read(ctx context.Context) (*snapshot, error) {
 	for rows.Next() {
 		s := &sessionRow{}
 		var (
-			closed                       *time.Time
-			amount, received             int64
+			closed                      *time.Time
+			amount, received            int64
 			memoType, status, payStatus string
 		)
 		if err := rows.Scan(&s.ID, &s.MerchantID, &s.ReceivingAccount, &memoType, &s.Memo, &amount, &s.Asset.Code,

@@ -33,6 +33,7 @@ const (
 	KindOverpaid   Kind = "overpaid"    // the amount + 1.5 XLM
 	KindWrongAsset Kind = "wrong_asset" // priced in a credit asset, paid in XLM
 	KindLate       Kind = "late"        // canceled through the API, then paid
+	KindDouble     Kind = "double"      // two full payments in one transaction: the second is late
 	KindUnmatched  Kind = "unmatched"   // a payment with a memo of no session
 )
 
@@ -40,11 +41,12 @@ const (
 var kindWeights = []struct {
 	kind   Kind
 	weight int
-}{{KindExact, 50}, {KindPartial, 15}, {KindOverpaid, 10}, {KindWrongAsset, 8}, {KindLate, 10}, {KindUnmatched, 7}}
+}{{KindExact, 42}, {KindDouble, 8}, {KindPartial, 15}, {KindOverpaid, 10}, {KindWrongAsset, 8}, {KindLate, 10}, {KindUnmatched, 7}}
 
 // expected is what a session of each kind must end as.
 var expected = map[Kind]Outcome{
 	KindExact:      {checkout.StatusComplete, checkout.PaymentPaid},
+	KindDouble:     {checkout.StatusComplete, checkout.PaymentPaid},
 	KindPartial:    {checkout.StatusComplete, checkout.PaymentPaid},
 	KindOverpaid:   {checkout.StatusComplete, checkout.PaymentOverpaid},
 	KindWrongAsset: {checkout.StatusOpen, checkout.PaymentUnpaid},
@@ -258,7 +260,7 @@ func (t *Traffic) one(ctx context.Context, i int) error {
 
 	if kind == KindUnmatched {
 		memo := fmt.Sprintf("NOSESSION%d", rng.Uint32())
-		return t.pay(ctx, kp, m.Account, amount, txnbuild.MemoText(memo))
+		return t.pay(ctx, kp, m.Account, amount, txnbuild.MemoText(memo), 1)
 	}
 	asset := "XLM"
 	if kind == KindWrongAsset {
@@ -267,18 +269,13 @@ func (t *Traffic) one(ctx context.Context, i int) error {
 	body := map[string]any{"amount": amount.String(), "asset": asset, "memo_type": memoType,
 		"metadata": map[string]string{"chaos_run": t.runID, "kind": string(kind)}}
 	var s sessionObj
-	for attempt := 0; ; attempt++ {
-		err = m.API.Do(ctx, http.MethodPost, "/v1/checkout/sessions", fmt.Sprintf("chaos-%s-%d-%d", t.runID, i, attempt), body, &s)
-		if !isInProgress(err) {
-			break
-		}
-	}
-	if err != nil {
+	if err := m.API.Create(ctx, "/v1/checkout/sessions", fmt.Sprintf("chaos-%s-%d", t.runID, i), body, &s); err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
 	t.Sessions.Add(1)
 	if kind == KindLate {
-		if err := m.API.Do(ctx, http.MethodPost, "/v1/checkout/sessions/"+s.ID+"/cancel", "cancel-"+s.ID, nil, nil); err != nil {
+		// A replayed cancel is a no-op, so a fresh key per retry is safe.
+		if err := m.API.Create(ctx, "/v1/checkout/sessions/"+s.ID+"/cancel", "cancel-"+s.ID, nil, nil); err != nil {
 			return fmt.Errorf("cancel %s: %w", s.ID, err)
 		}
 	}
@@ -296,8 +293,14 @@ func (t *Traffic) one(ctx context.Context, i int) error {
 	default:
 		amounts = []checkout.Amount{amount}
 	}
+	if kind == KindDouble {
+		amounts = nil
+		if err := t.pay(ctx, kp, s.PayTo.Destination, amount, memo, 2); err != nil {
+			return fmt.Errorf("session %s: %w", s.ID, err)
+		}
+	}
 	for _, a := range amounts {
-		if err := t.pay(ctx, kp, s.PayTo.Destination, a, memo); err != nil {
+		if err := t.pay(ctx, kp, s.PayTo.Destination, a, memo, 1); err != nil {
 			return fmt.Errorf("session %s: %w", s.ID, err)
 		}
 	}
@@ -316,16 +319,17 @@ func (t *Traffic) take(ctx context.Context) (*keypair.Full, error) {
 	}
 }
 
-func (t *Traffic) pay(ctx context.Context, kp *keypair.Full, dest string, amount checkout.Amount, memo txnbuild.Memo) error {
-	var m txnbuild.Memo
-	if memo != nil {
-		m = memo
+// pay submits one transaction of n payments of amount to dest.
+func (t *Traffic) pay(ctx context.Context, kp *keypair.Full, dest string, amount checkout.Amount, memo txnbuild.Memo, n int) error {
+	ops := make([]txnbuild.Operation, n)
+	for i := range ops {
+		ops[i] = &txnbuild.Payment{Destination: dest, Amount: amount.String(), Asset: txnbuild.NativeAsset{}}
 	}
-	_, err := t.submit(ctx, kp, m, &txnbuild.Payment{Destination: dest, Amount: amount.String(), Asset: txnbuild.NativeAsset{}})
+	_, err := t.submit(ctx, kp, memo, ops...)
 	if errors.Is(err, errUncertain) {
 		t.Uncertain.Add(1)
 	} else if err == nil {
-		t.Payments.Add(1)
+		t.Payments.Add(int64(n))
 	}
 	return err
 }
