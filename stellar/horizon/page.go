@@ -19,6 +19,10 @@ import (
 // MaxPageLimit is the most records Horizon serves in one page.
 const MaxPageLimit = 200
 
+// maxPageBytes bounds one page: 200 records of operations joined with
+// transactions of up to 100 operations each stay well under it.
+const maxPageBytes = 64 << 20
+
 // PaymentsPage reads one JSON page of /accounts/{account}/payments: the
 // payments after cursor, oldest first, joined with their transactions, at
 // most limit of them (1 to MaxPageLimit). A page shorter than limit reached
@@ -59,10 +63,17 @@ func (c *Client) fetchPage(ctx context.Context, u string) ([]operations.Operatio
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return nil, statusError(resp)
 	}
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
+	// A full page joined with its transactions runs to megabytes: size
+	// the buffer once from Content-Length (bounded) instead of letting
+	// io.ReadAll double it up.
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(resp.ContentLength, 0), maxPageBytes)+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxPageBytes+1)); err != nil {
 		return nil, err
 	}
+	if buf.Len() > maxPageBytes {
+		return nil, fmt.Errorf("page larger than %d bytes", maxPageBytes)
+	}
+	body := buf.Bytes()
 	var page struct {
 		Embedded struct {
 			Records []json.RawMessage `json:"records"`
