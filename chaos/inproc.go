@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/stellar/go-stellar-sdk/network"
@@ -42,6 +43,9 @@ type InProc struct {
 	system     *actors.System
 	journal    *actors.Journal
 	deliveries *actors.DeliveryEngine
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // System is the actor system, for its restart count.
@@ -113,8 +117,13 @@ func StartInProc(ctx context.Context, cfg InProcConfig) (*InProc, error) {
 }
 
 // Stop shuts down in serve's order: HTTP, watchers, actors, journal,
-// deliveries, pool.
+// deliveries, pool. Later calls return the first one's error.
 func (p *InProc) Stop() error {
+	p.stopOnce.Do(func() { p.stopErr = p.stop() })
+	return p.stopErr
+}
+
+func (p *InProc) stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var errs []error

@@ -82,7 +82,7 @@ type sessionRow struct {
 }
 
 type paymentRow struct {
-	ID, OperationID, To, SessionID, Disposition, AssetCode, AssetIssuer string
+	ID, OperationID, TxHash, To, SessionID, Disposition, AssetCode, AssetIssuer string
 	Amount                                                              checkout.Amount
 	LedgerClosedAt                                                      time.Time
 }
@@ -112,6 +112,7 @@ type snapshot struct {
 	endpoints  []endpointRow
 	deliveries []deliveryRow
 	merchants  map[string][]string // account -> merchant ids
+	cursors    map[string]string   // account -> stored cursor
 }
 
 // Check reads the final state and returns every violation it finds.
@@ -157,7 +158,14 @@ func (c *Checker) Check(ctx context.Context, in CheckInput) (Report, error) {
 		ps := byOp[id]
 		switch {
 		case len(ps) == 0:
-			add(InvExactlyOnce, "operation "+id, "%s of %s to %s is on the ledger but not in payments", op.Type, op.Amount, op.To)
+			var others []string
+			for _, p := range snap.payments {
+				if p.TxHash == op.TxHash {
+					others = append(others, p.OperationID+"="+p.Disposition)
+				}
+			}
+			add(InvExactlyOnce, "operation "+id, "%s of %s to %s (transaction %s, whose other recorded operations are %v; the account's cursor is %s) is on the ledger but not in payments",
+				op.Type, op.Amount, op.To, op.TxHash, others, snap.cursors[op.To])
 		case len(ps) > 1:
 			add(InvExactlyOnce, "operation "+id, "recorded %d times", len(ps))
 		case op.Type != "account_merge" && ps[0].Amount != op.Amount:
@@ -469,7 +477,7 @@ func (c *Checker) read(ctx context.Context) (*snapshot, error) {
 		return nil, fmt.Errorf("checker: begin: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	snap := &snapshot{sessions: map[string]*sessionRow{}, merchants: map[string][]string{}}
+	snap := &snapshot{sessions: map[string]*sessionRow{}, merchants: map[string][]string{}, cursors: map[string]string{}}
 
 	rows, err := tx.Query(ctx, `SELECT id, merchant_id, receiving_account, memo_type, memo, amount, asset_code,
 		asset_issuer, amount_received, status, payment_status, expires_at, closed_at, version FROM sessions`)
@@ -500,7 +508,7 @@ func (c *Checker) read(ctx context.Context) (*snapshot, error) {
 		return nil, fmt.Errorf("checker: sessions: %w", err)
 	}
 
-	rows, err = tx.Query(ctx, `SELECT id, operation_id, to_account, coalesce(session_id, ''), disposition,
+	rows, err = tx.Query(ctx, `SELECT id, operation_id, transaction_hash, to_account, coalesce(session_id, ''), disposition,
 		asset_code, asset_issuer, amount, ledger_closed_at FROM payments`)
 	if err != nil {
 		return nil, fmt.Errorf("checker: payments: %w", err)
@@ -508,7 +516,7 @@ func (c *Checker) read(ctx context.Context) (*snapshot, error) {
 	for rows.Next() {
 		var p paymentRow
 		var amount int64
-		if err := rows.Scan(&p.ID, &p.OperationID, &p.To, &p.SessionID, &p.Disposition, &p.AssetCode, &p.AssetIssuer,
+		if err := rows.Scan(&p.ID, &p.OperationID, &p.TxHash, &p.To, &p.SessionID, &p.Disposition, &p.AssetCode, &p.AssetIssuer,
 			&amount, &p.LedgerClosedAt); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("checker: payments: %w", err)
@@ -567,6 +575,22 @@ func (c *Checker) read(ctx context.Context) (*snapshot, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("checker: deliveries: %w", err)
+	}
+
+	rows, err = tx.Query(ctx, `SELECT account, cursor FROM ledger_cursors`)
+	if err != nil {
+		return nil, fmt.Errorf("checker: cursors: %w", err)
+	}
+	for rows.Next() {
+		var account, cursor string
+		if err := rows.Scan(&account, &cursor); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("checker: cursors: %w", err)
+		}
+		snap.cursors[account] = cursor
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("checker: cursors: %w", err)
 	}
 
 	rows, err = tx.Query(ctx, `SELECT account, id FROM merchants`)

@@ -142,6 +142,8 @@ func StartSandbox(bin string, seed uint64) (*Proc, string, error) {
 type ServeConfig struct {
 	Bin, DatabaseURL, HorizonURL string
 	Addr                         string // 127.0.0.1:port, fixed across restarts
+	// Args are added to serve's arguments, such as the cluster flags.
+	Args []string
 }
 
 // Node is one `checkoutd serve` process that can be killed and restarted on
@@ -182,6 +184,7 @@ func (n *Node) Start() error {
 		"--recovery-interval", "2s",
 		"--shutdown-timeout", "10s",
 		"--log-level", "warn", "--log-format", "json"}
+	args = append(args, n.cfg.Args...)
 	p, err := StartProc("checkoutd", n.cfg.Bin, args, nil, nil)
 	if err != nil {
 		return err

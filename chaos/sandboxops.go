@@ -19,6 +19,7 @@ type LedgerOp struct {
 	ID          string
 	PagingToken string
 	Type        string
+	TxHash      string
 	To          string
 	Amount      checkout.Amount
 }
@@ -28,6 +29,7 @@ type opRecord struct {
 	ID              string `json:"id"`
 	PagingToken     string `json:"paging_token"`
 	Type            string `json:"type"`
+	TxHash          string `json:"transaction_hash"`
 	Successful      bool   `json:"transaction_successful"`
 	To              string `json:"to"`
 	Amount          string `json:"amount"`
@@ -76,7 +78,7 @@ func SandboxCredits(ctx context.Context, hc *http.Client, sandboxURL, account, a
 			if to != account {
 				continue
 			}
-			op := LedgerOp{ID: r.ID, PagingToken: r.PagingToken, Type: r.Type, To: to}
+			op := LedgerOp{ID: r.ID, PagingToken: r.PagingToken, Type: r.Type, TxHash: r.TxHash, To: to}
 			if amount != "" {
 				a, err := checkout.ParseAmount(amount)
 				if err != nil {
@@ -92,23 +94,6 @@ func SandboxCredits(ctx context.Context, hc *http.Client, sandboxURL, account, a
 		cursor = recs[len(recs)-1].PagingToken
 	}
 	return nil, fmt.Errorf("sandbox payments of %s: too many pages", account)
-}
-
-// FirstPagingToken is the paging token of account's first operation (its
-// creation), the point from which checkoutd is to record its payments.
-func FirstPagingToken(ctx context.Context, hc *http.Client, sandboxURL, account string) (string, error) {
-	var body struct {
-		Embedded struct {
-			Records []opRecord `json:"records"`
-		} `json:"_embedded"`
-	}
-	if err := getJSON(ctx, hc, sandboxURL+"/accounts/"+account+"/payments?limit=1&order=asc", &body); err != nil {
-		return "", err
-	}
-	if len(body.Embedded.Records) == 0 {
-		return "", fmt.Errorf("account %s has no operations", account)
-	}
-	return body.Embedded.Records[0].PagingToken, nil
 }
 
 // getJSON GETs u and decodes a 200 answer, retrying 429 and 503 answers

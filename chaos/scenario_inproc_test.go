@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -164,6 +165,15 @@ func (p *panicker) summary() (int, string) {
 func (e *env) startInProc(cfg InProcConfig) *InProc {
 	e.t.Helper()
 	cfg.DatabaseURL, cfg.HorizonURL = e.dsn, e.sbURL
+	logs := &lockedBuffer{}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	e.t.Cleanup(func() {
+		if e.t.Failed() {
+			e.t.Logf("in-process checkoutd warnings (end):\n%s", logs.Tail(8000))
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	p, err := StartInProc(ctx, cfg)
