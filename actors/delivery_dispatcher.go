@@ -15,7 +15,7 @@ import (
 // dispatcher claims due deliveries and routes each to its endpoint's worker,
 // a child it spawns on demand and stops when idle. It is woken by
 // LISTEN/NOTIFY (through a listener goroutine it owns), by its poll timer,
-// and by finished attempts, whose slots may be what held work back.
+// and by finished attempts when the last claim ran out of room.
 type dispatcher struct {
 	engine *DeliveryEngine
 	cfg    *DeliveryConfig
@@ -24,6 +24,11 @@ type dispatcher struct {
 	workers map[string]*endpointWorker // by endpoint id
 	// inFlight counts this engine's unresolved jobs.
 	inFlight int
+	// more is set when the last claim may have left due deliveries behind:
+	// it filled its room, or an endpoint reached its limit. Then a finished
+	// attempt claims again; otherwise only a notification or the poll does,
+	// so an idle engine does not query after every attempt.
+	more bool
 	// claimQueued is set while a wakeDeliveries is in the mailbox, so a
 	// burst of wake-ups costs one claim.
 	claimQueued atomic.Bool
@@ -133,7 +138,8 @@ func (d *dispatcher) claim(ctx actor.Context) {
 	}
 	room := min(d.cfg.ClaimBatch, d.cfg.MaxInFlight-d.inFlight)
 	if room <= 0 {
-		return // a finished attempt claims again
+		d.more = true // a finished attempt claims again
+		return
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), d.cfg.StoreTimeout)
 	began := time.Now()
@@ -167,8 +173,18 @@ func (d *dispatcher) claim(ctx actor.Context) {
 		d.engine.stats.Claimed.Add(1)
 		ctx.Send(w.pid, &deliveryJob{claim: c})
 	}
-	if len(claims) == room && d.claimQueued.CompareAndSwap(false, true) {
-		ctx.Send(ctx.Self(), &wakeDeliveries{}) // there may be more: at once
+	d.more = false
+	for _, w := range d.workers {
+		if w.jobs >= d.cfg.PerEndpoint {
+			d.more = true
+			break
+		}
+	}
+	if len(claims) == room {
+		d.more = true
+		if d.claimQueued.CompareAndSwap(false, true) {
+			ctx.Send(ctx.Self(), &wakeDeliveries{}) // there may be more: at once
+		}
 	}
 }
 
@@ -181,16 +197,19 @@ func (d *dispatcher) wakeSoon(root *actor.RootContext, self *actor.PID) {
 	}
 }
 
-// done records a resolved job and claims again: the slot it frees (here,
-// and for its endpoint in Postgres) may be what held due deliveries back.
-// Claims are coalesced (wakeSoon), so a burst of completions costs one.
+// done records a resolved job and, when the last claim may have left work
+// behind for lack of room, claims again: the slot it frees may be what held
+// due deliveries back. Claims are coalesced (wakeSoon), so a burst of
+// completions costs one.
 func (d *dispatcher) done(ctx actor.Context, m *attemptDone) {
 	d.inFlight--
 	if w := d.workers[m.endpointID]; w != nil {
 		w.jobs--
 		w.lastUsed = time.Now()
 	}
-	d.wakeSoon(ctx.ActorSystem().Root, ctx.Self())
+	if d.more {
+		d.wakeSoon(ctx.ActorSystem().Root, ctx.Self())
+	}
 }
 
 // passivateIdle stops workers that have had nothing to do for WorkerIdle.

@@ -139,7 +139,9 @@ func (c *clock) Set(t time.Time) {
 
 func (e *hookEnv) engine(cfg actors.DeliveryConfig) *actors.DeliveryEngine {
 	e.t.Helper()
-	cfg.Store = e.db
+	if cfg.Store == nil {
+		cfg.Store = e.db
+	}
 	if cfg.Render == nil {
 		cfg.Render = testRender
 	}
