@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -90,11 +91,12 @@ func ValidateMetadata(m map[string]string) error {
 		return InvalidParam("metadata", "metadata_too_large", "metadata has %d keys; at most %d are allowed", len(m), MaxMetadataKeys)
 	}
 	for k, v := range m {
-		if k == "" || len(k) > MaxMetadataKeyLen || !utf8.ValidString(k) {
-			return InvalidParam("metadata", "metadata_key_invalid", "metadata keys must be 1 to %d bytes of UTF-8", MaxMetadataKeyLen)
+		// Postgres text and jsonb cannot hold a NUL character.
+		if k == "" || len(k) > MaxMetadataKeyLen || !utf8.ValidString(k) || strings.IndexByte(k, 0) >= 0 {
+			return InvalidParam("metadata", "metadata_key_invalid", "metadata keys must be 1 to %d bytes of UTF-8, without NUL", MaxMetadataKeyLen)
 		}
-		if len(v) > MaxMetadataValueLen || !utf8.ValidString(v) {
-			return InvalidParam("metadata["+k+"]", "metadata_value_invalid", "metadata values must be at most %d bytes of UTF-8", MaxMetadataValueLen)
+		if len(v) > MaxMetadataValueLen || !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+			return InvalidParam("metadata["+k+"]", "metadata_value_invalid", "metadata values must be at most %d bytes of UTF-8, without NUL", MaxMetadataValueLen)
 		}
 	}
 	return nil
