@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -83,9 +84,11 @@ func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 			return
 		}
-		if len(key) > maxIdempotencyKeyLen || !utf8.ValidString(key) {
+		// Postgres text cannot hold NUL; HTTP/1 refuses it in a header, but
+		// not every way in is HTTP/1.
+		if len(key) > maxIdempotencyKeyLen || !utf8.ValidString(key) || strings.IndexByte(key, 0) >= 0 {
 			s.Error(w, r, checkout.InvalidParam("Idempotency-Key", "idempotency_key_invalid",
-				"the Idempotency-Key header must be 1 to %d bytes of UTF-8", maxIdempotencyKeyLen))
+				"the Idempotency-Key header must be 1 to %d bytes of UTF-8, without NUL", maxIdempotencyKeyLen))
 			return
 		}
 		info := requestInfoFrom(r.Context())
