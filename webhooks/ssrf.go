@@ -72,8 +72,7 @@ var forbidden = mustPrefixes(
 	"203.0.113.0/24",  // documentation
 	"224.0.0.0/4",     // multicast
 	"240.0.0.0/4",     // reserved, including 255.255.255.255
-	"::/128",          // unspecified
-	"::1/128",         // loopback
+	"::/96",           // unspecified, loopback and the deprecated IPv4-compatible ::a.b.c.d
 	"::ffff:0:0/96",   // IPv4-mapped (checked again unmapped)
 	"64:ff9b::/96",    // NAT64, which reaches IPv4 addresses
 	"64:ff9b:1::/48",  // local-use NAT64
@@ -162,7 +161,9 @@ func (p Policy) ValidateURL(raw string) (*url.URL, error) {
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return nil, badURL("url_invalid", "url must not contain a fragment")
 	}
-	host := u.Hostname()
+	// A name may end in the root's dot, and "127.0.0.1." or "0x7f.1." is
+	// still loopback to a resolver: judge the host without its dots.
+	host := strings.TrimRight(u.Hostname(), ".")
 	if host == "" {
 		return nil, badURL("url_invalid", "url must name a host")
 	}
