@@ -83,8 +83,8 @@ type sessionRow struct {
 
 type paymentRow struct {
 	ID, OperationID, TxHash, To, SessionID, Disposition, AssetCode, AssetIssuer string
-	Amount                                                              checkout.Amount
-	LedgerClosedAt                                                      time.Time
+	Amount                                                                      checkout.Amount
+	LedgerClosedAt                                                              time.Time
 }
 
 type eventRow struct {
