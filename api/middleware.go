@@ -73,9 +73,32 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
 		d := time.Since(start)
 		s.metrics.request(r.Method, info.route, sw.status, d)
-		info.logger.Info("request", "method", r.Method, "path", r.URL.Path, "route", info.route,
+		info.logger.Info("request", "method", r.Method, "path", redactPath(r.URL.Path), "route", info.route,
 			"status", sw.status, "duration", d)
 	})
+}
+
+// secretPrefixes start the values that must never reach a log: API keys and
+// webhook signing secrets.
+var secretPrefixes = [...]string{"sk_", "whsec_"}
+
+// redactPath keeps only the prefix of any path segment that looks like a
+// secret. A client that pastes its key into a URL (GET /v1/events/sk_live_…)
+// must not have it written to the access log.
+func redactPath(p string) string {
+	if !strings.Contains(p, "sk_") && !strings.Contains(p, "whsec_") {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	for i, seg := range segs {
+		for _, pre := range secretPrefixes {
+			if j := strings.Index(seg, pre); j >= 0 {
+				segs[i] = seg[:j] + pre + "[redacted]"
+				break
+			}
+		}
+	}
+	return strings.Join(segs, "/")
 }
 
 // withRecover turns a handler's panic into a 500 and a log line with the
@@ -189,7 +212,7 @@ func (s *Server) allow(keyID string) (time.Duration, bool) {
 
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 	s.Error(w, r, &checkout.Error{Code: checkout.ENOTFOUND, Reason: "route_not_found",
-		Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+		Message: fmt.Sprintf("no route %s %s", r.Method, redactPath(r.URL.Path))})
 }
 
 func (s *Server) handleMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
@@ -206,5 +229,5 @@ func (s *Server) handleMethodNotAllowed(w http.ResponseWriter, r *http.Request) 
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 	}
 	s.Error(w, r, &checkout.Error{Code: checkout.EINVALID, Reason: reasonMethodNotAllowed,
-		Message: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)})
+		Message: fmt.Sprintf("%s is not allowed on %s", r.Method, redactPath(r.URL.Path))})
 }
