@@ -231,3 +231,60 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	}
 	e.post("/v1/events/"+eventID+"/redeliver", e.b.key, "").wantError(t, http.StatusNotFound, "not_found", "resource_missing")
 }
+
+// TestWebhookWritesAreIdempotent: with one Idempotency-Key, a retried
+// create shows the same endpoint and secret and creates nothing more, a
+// retried rotation rotates once, and a retried redelivery sends once. The
+// key is the merchant's own: another merchant using it gets its own
+// endpoint.
+func TestWebhookWritesAreIdempotent(t *testing.T) {
+	e := newEnv(t, nil)
+	withKey := func(method, path, apiKey, idemKey, body string) response {
+		t.Helper()
+		return e.do(request{method: method, path: path, key: apiKey, body: body, header: map[string]string{"Idempotency-Key": idemKey}})
+	}
+	const create = `{"url":"https://hooks.example.com/in","events":["*"]}`
+	first := withKey(http.MethodPost, "/v1/webhook_endpoints", e.a.key, "create-1", create)
+	again := withKey(http.MethodPost, "/v1/webhook_endpoints", e.a.key, "create-1", create)
+	if first.status != http.StatusCreated || again.status != first.status || string(again.body) != string(first.body) {
+		t.Fatalf("retried create: %d %s, first %d %s", again.status, again.body, first.status, first.body)
+	}
+	ep := decodeEndpoint(t, first)
+	if n := e.count(`SELECT count(*) FROM webhook_endpoints WHERE merchant_id = (SELECT merchant_id FROM webhook_endpoints WHERE id = $1)`, ep.ID); n != 1 {
+		t.Fatalf("%d endpoints after a retried create", n)
+	}
+	other := decodeEndpoint(t, withKey(http.MethodPost, "/v1/webhook_endpoints", e.b.key, "create-1", create))
+	if other.ID == ep.ID || other.Secret == ep.Secret || other.Secret == "" {
+		t.Fatalf("merchant B with A's idempotency key got %+v", other)
+	}
+
+	rotate := "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret"
+	r1 := withKey(http.MethodPost, rotate, e.a.key, "rotate-1", "")
+	r2 := withKey(http.MethodPost, rotate, e.a.key, "rotate-1", "")
+	if r1.status != http.StatusOK || string(r2.body) != string(r1.body) {
+		t.Fatalf("retried rotation: %d %s, first %d %s", r2.status, r2.body, r1.status, r1.body)
+	}
+	var previous string
+	if err := e.sql.QueryRow(context.Background(), `SELECT previous_secret FROM webhook_endpoints WHERE id = $1`, ep.ID).Scan(&previous); err != nil || previous != ep.Secret {
+		t.Fatalf("after a retried rotation the previous secret is not the original one (%v): rotated twice", err)
+	}
+
+	s := e.createSession(e.a, `{"amount":"1","asset":"XLM"}`)
+	if res := e.post("/v1/checkout/sessions/"+s.ID+"/cancel", e.a.key, ""); res.status != http.StatusOK {
+		t.Fatalf("cancel: %d %s", res.status, res.body)
+	}
+	var eventID string
+	if err := e.sql.QueryRow(context.Background(), `SELECT id FROM events WHERE session_id = $1 AND type = 'checkout.session.canceled'`, s.ID).Scan(&eventID); err != nil {
+		t.Fatal(err)
+	}
+	redeliver := "/v1/events/" + eventID + "/redeliver"
+	body := `{"endpoint_id":"` + ep.ID + `"}`
+	d1 := withKey(http.MethodPost, redeliver, e.a.key, "redeliver-1", body)
+	d2 := withKey(http.MethodPost, redeliver, e.a.key, "redeliver-1", body)
+	if d1.status != http.StatusOK || string(d2.body) != string(d1.body) {
+		t.Fatalf("retried redelivery: %d %s, first %d %s", d2.status, d2.body, d1.status, d1.body)
+	}
+	if n := e.count(`SELECT count(*) FROM webhook_deliveries WHERE event_id = $1 AND redelivery`, eventID); n != 1 {
+		t.Fatalf("%d redeliveries after a retried request, want 1", n)
+	}
+}
