@@ -57,8 +57,10 @@ func TestCheckerCatchesViolations(t *testing.T) {
 	// 3: an event is left undelivered.
 	exec("undeliver", `UPDATE webhook_deliveries SET status = 'pending', completed_at = NULL
 		WHERE id = (SELECT id FROM webhook_deliveries LIMIT 1)`)
-	// 4: a session completes twice.
-	exec("drop the index", `DROP INDEX events_one_completion`)
+	// 4: a session completes twice. Both unique indexes stand in the way
+	// (one completion per session, one event per payment and type); the
+	// checker must catch it without them.
+	exec("drop the indexes", `DROP INDEX events_one_completion; DROP INDEX events_one_per_payment`)
 	exec("complete twice", `INSERT INTO events (id, type, merchant_id, session_id, payment_id, payload, created_at)
 		SELECT 'evt_chaosduplicate', type, merchant_id, session_id, payment_id, payload, created_at
 		FROM events WHERE type = 'checkout.session.completed' LIMIT 1`)
