@@ -273,11 +273,18 @@ func (e *env) setupTraffic(concurrency int) {
 	e.traffic = tr
 }
 
-// fault counts an injected fault.
-func (e *env) fault(kind string) {
+// fault counts an injected fault and logs it with its parameters.
+func (e *env) fault(kind string, params ...any) {
 	e.mu.Lock()
 	e.faults[kind]++
+	n := 0
+	for _, c := range e.faults {
+		n += c
+	}
 	e.mu.Unlock()
+	// The schedule, in order: a replay with the same seed logs the same
+	// sequence (how many fit in a timed phase depends on the machine).
+	e.t.Logf("fault %d: %s %s", n, kind, fmt.Sprint(params...))
 }
 
 // runTraffic runs the traffic in the background until the returned stop

@@ -74,8 +74,9 @@ func TestSandboxFaults(t *testing.T) {
 			body = fmt.Sprintf(`{"hold": [%q]}`, e.merch[e.rng.IntN(len(e.merch))].Account)
 		}
 		e.setFaults(body)
-		e.fault("sandbox_" + p.name)
-		time.Sleep(2*time.Second + time.Duration(e.rng.Int64N(int64(4*time.Second))))
+		hold := 2*time.Second + time.Duration(e.rng.Int64N(int64(4*time.Second)))
+		e.fault("sandbox_"+p.name, body, " for ", hold)
+		time.Sleep(hold)
 		e.setFaults(`{}`)
 		time.Sleep(time.Duration(e.rng.Int64N(int64(2 * time.Second))))
 	}

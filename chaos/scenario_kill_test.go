@@ -34,9 +34,10 @@ func TestKillCheckoutd(t *testing.T) {
 	for i := range n {
 		// Uniform in [0.4 s, 3.6 s] after the start: about 2 s apart, some
 		// before the process has even finished starting.
-		time.Sleep(400*time.Millisecond + time.Duration(e.rng.Int64N(int64(3200*time.Millisecond))))
+		after := 400*time.Millisecond + time.Duration(e.rng.Int64N(int64(3200*time.Millisecond)))
+		time.Sleep(after)
 		node.Kill()
-		e.fault("kill_checkoutd")
+		e.fault("kill_checkoutd", "after ", after)
 		if exited, out := node.Exited(); exited {
 			t.Fatalf("checkoutd exited by itself before kill %d: %s", i, out)
 		}

@@ -31,8 +31,9 @@ func TestPostgresKill(t *testing.T) {
 	for time.Now().Before(deadline) {
 		time.Sleep(3*time.Second + time.Duration(e.rng.Int64N(int64(4*time.Second))))
 		pg.Kill()
-		e.fault("kill_postgres")
-		time.Sleep(200*time.Millisecond + time.Duration(e.rng.Int64N(int64(1800*time.Millisecond))))
+		down := 200*time.Millisecond + time.Duration(e.rng.Int64N(int64(1800*time.Millisecond)))
+		e.fault("kill_postgres", "down for ", down)
+		time.Sleep(down)
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		err := pg.Start(sctx)
 		scancel()
@@ -81,7 +82,7 @@ func TestProxyFaults(t *testing.T) {
 		latency := time.Duration(20+e.rng.IntN(200)) * time.Millisecond
 		hold := time.Duration(2000+e.rng.IntN(6000)) * time.Millisecond
 		px.p.Set(mode, latency)
-		e.fault(px.name + "_" + mode.String())
+		e.fault(px.name+"_"+mode.String(), "latency ", latency, " for ", hold)
 		time.Sleep(hold)
 		px.p.Set(ProxyPass, 0)
 	}
