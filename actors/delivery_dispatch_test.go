@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -196,5 +197,64 @@ func TestDeliveryReusesConnections(t *testing.T) {
 	defer mu.Unlock()
 	if len(conns) > 2 {
 		t.Fatalf("%d deliveries came on %d connections: %v", events, len(conns), conns)
+	}
+}
+
+// deafStore is the real store whose notifications never arrive: LISTEN
+// fails every time.
+type deafStore struct {
+	*persistence.DB
+	listens atomic.Int64
+}
+
+func (s *deafStore) ListenDeliveries(context.Context, func()) error {
+	s.listens.Add(1)
+	return errors.New("listen: connection refused")
+}
+
+// TestPollingCoversLostNotifications: with LISTEN failing, the poll alone
+// delivers.
+func TestPollingCoversLostNotifications(t *testing.T) {
+	e := newHookEnv(t)
+	rv := newRecv(t, nil)
+	e.endpoint(rv.URL)
+	store := &deafStore{DB: e.db}
+	e.engine(actors.DeliveryConfig{Store: store, PollInterval: 200 * time.Millisecond})
+	for range 3 {
+		e.event(time.Now())
+	}
+	eventually(t, 10*time.Second, "every delivery, by polling", func() bool { return rv.count() == 3 })
+	if store.listens.Load() == 0 {
+		t.Fatal("the engine never tried to listen")
+	}
+}
+
+// TestDeleteEndpointWithAttemptInFlight: the attempt finishes, its result
+// is dropped, and nothing of the endpoint is left.
+func TestDeleteEndpointWithAttemptInFlight(t *testing.T) {
+	e := newHookEnv(t)
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	rv := newRecv(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	ep := e.endpoint(rv.URL)
+	eng := e.engine(actors.DeliveryConfig{PollInterval: time.Hour})
+	e.event(time.Now())
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no attempt")
+	}
+	if err := e.db.DeleteWebhookEndpoint(context.Background(), e.merchant.ID, ep.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	eventually(t, 10*time.Second, "the attempt's result to be dropped", func() bool { return eng.Stats().Stale.Load() == 1 })
+	if n := e.count(`SELECT (SELECT count(*) FROM webhook_deliveries) + (SELECT count(*) FROM webhook_attempts)`); n != 0 {
+		t.Fatalf("%d delivery and attempt rows left after the endpoint was deleted", n)
 	}
 }
