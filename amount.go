@@ -73,10 +73,10 @@ func allDigits(s string) bool {
 // String formats the amount with exactly 7 decimals, as Horizon does.
 func (a Amount) String() string {
 	sign := ""
-	u := uint64(a)
+	u := uint64(a) // #nosec G115 -- reinterpreted on purpose; negative amounts are recomputed below
 	if a < 0 {
 		sign = "-"
-		u = uint64(-(a + 1)) + 1
+		u = uint64(-(a + 1)) + 1 // #nosec G115 -- -(a+1) is in [0, MaxInt64] for any negative a, MinInt64 included
 	}
 	return fmt.Sprintf("%s%d.%07d", sign, u/StroopsPerUnit, u%StroopsPerUnit)
 }

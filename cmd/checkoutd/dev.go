@@ -428,6 +428,7 @@ func devFallbackDir() string {
 // postgres user when running as root, and checks that it can write there.
 func preparePGData(base string, cred *syscall.Credential) (string, error) {
 	pgdata := filepath.Join(base, "postgres")
+	// #nosec G301 -- the postgres user must traverse base when checkoutd runs as root; the data directory below it is initdb's 0700.
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", fmt.Errorf("dev: create %s: %w", base, err)
 	}
@@ -440,7 +441,7 @@ func preparePGData(base string, cred *syscall.Credential) (string, error) {
 	if err := os.Chown(pgdata, int(cred.Uid), int(cred.Gid)); err != nil {
 		return "", fmt.Errorf("dev: give %s to the postgres user: %w", pgdata, err)
 	}
-	probe := exec.Command("test", "-w", pgdata)
+	probe := exec.Command("test", "-w", pgdata) // #nosec G204 -- a fixed program; pgdata is the operator's own --data-dir
 	probe.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if err := probe.Run(); err != nil {
 		return "", fmt.Errorf("dev: the postgres user cannot write to %s", pgdata)
@@ -451,7 +452,7 @@ func preparePGData(base string, cred *syscall.Credential) (string, error) {
 // initPGData runs initdb unless pgdata already holds a cluster, which must
 // be of the binaries' major version.
 func initPGData(ctx context.Context, bin, pgdata string, cred *syscall.Credential, logger *slog.Logger) error {
-	v, err := os.ReadFile(filepath.Join(pgdata, "PG_VERSION"))
+	v, err := os.ReadFile(filepath.Join(pgdata, "PG_VERSION")) // #nosec G304 -- the operator's own data directory
 	if err == nil {
 		have := strings.TrimSpace(string(v))
 		if want := filepath.Base(filepath.Dir(bin)); isVersionDir(want) && want != have {
@@ -460,6 +461,7 @@ func initPGData(ctx context.Context, bin, pgdata string, cred *syscall.Credentia
 		return nil
 	}
 	logger.Info("creating the Postgres cluster", "dir", pgdata)
+	// #nosec G204 -- initdb from the installed Postgres binaries, with arguments built here.
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
 		"--pgdata", pgdata, "--username", "postgres", "--auth", "trust",
 		"--encoding", "UTF8", "--locale", "C", "--no-sync")
@@ -485,11 +487,12 @@ func (pg *devPostgres) start(ctx context.Context, bin, base string, cred *syscal
 	}
 	_, portStr, _ := net.SplitHostPort(port)
 	logPath := filepath.Join(base, "postgres.log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600) // #nosec G304 -- under the operator's own data directory
 	if err != nil {
 		return false, fmt.Errorf("dev: postgres log: %w", err)
 	}
 	defer logFile.Close()
+	// #nosec G204 -- postgres from the installed Postgres binaries, with arguments built here.
 	cmd := exec.Command(filepath.Join(bin, "postgres"),
 		"-D", pg.dataDir, "-p", portStr,
 		"-c", "listen_addresses=127.0.0.1",
@@ -518,7 +521,7 @@ func (pg *devPostgres) start(ctx context.Context, bin, base string, cred *syscal
 	for {
 		select {
 		case <-pg.exited:
-			log, _ := os.ReadFile(logPath)
+			log, _ := os.ReadFile(logPath) // #nosec G304 -- the log file opened above
 			hint := ""
 			if bytes.Contains(log, []byte("lock file")) {
 				hint = " (is another checkoutd dev running on this data directory?)"
