@@ -94,6 +94,17 @@ func sharedCluster(t testing.TB) *Cluster {
 	return shared.cluster
 }
 
+// replayName is the top-level test that replays a scenario: a soak round's
+// TestSoak/round3/KillCheckoutd is TestKillCheckoutd.
+func replayName(name string) string {
+	if rest, ok := strings.CutPrefix(name, "TestSoak/"); ok {
+		if i := strings.LastIndex(rest, "/"); i >= 0 {
+			return "Test" + rest[i+1:]
+		}
+	}
+	return name
+}
+
 // seedFor is the scenario's seed: $CHAOS_SEED if set, else random. It is
 // logged so that a failing run can be replayed.
 func seedFor(t testing.TB) uint64 {
@@ -154,7 +165,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Skip("the chaos suite runs with `make chaos` (CHAOS=1): it kills processes and takes minutes")
 	}
 	seed := seedFor(t)
-	t.Logf("seed %d (replay with CHAOS_SEED=%d go test -run '^%s$' ./chaos)", seed, seed, t.Name())
+	t.Logf("seed %d (replay with CHAOS=1 CHAOS_SEED=%d go test -count=1 -v -run '^%s$' ./chaos)", seed, seed, replayName(t.Name()))
 	e := &env{t: t, name: t.Name(), seed: seed, rng: rand.New(rand.NewPCG(seed, 0xc4a05)), faults: map[string]int{},
 		hc: &http.Client{Timeout: 30 * time.Second}}
 	e.bin = checkoutdBin(t)

@@ -92,3 +92,18 @@ func TestCheckerCatchesViolations(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayName: the replay command a soak round prints names the
+// scenario's own test, which runs without CHAOS_SOAK_DURATION.
+func TestReplayName(t *testing.T) {
+	for in, want := range map[string]string{
+		"TestKillCheckoutd":             "TestKillCheckoutd",
+		"TestSoak/round3/KillCheckoutd": "TestKillCheckoutd",
+		"TestSoak/round12/PostgresKill": "TestPostgresKill",
+		"TestCheckerCatchesViolations":  "TestCheckerCatchesViolations",
+	} {
+		if got := replayName(in); got != want {
+			t.Errorf("replayName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
