@@ -40,6 +40,9 @@ type Config struct {
 	Metrics prometheus.Registerer
 	// Hooks lets tests inject faults into a session actor.
 	Hooks Hooks
+	// Cluster, when set, makes this node a cluster member whose sessions
+	// are grains placed across the cluster (cluster.go). Nil: single node.
+	Cluster *ClusterConfig
 
 	// metrics and mailboxes are set by Start when Metrics is set.
 	metrics   *sessionMetrics

@@ -40,7 +40,7 @@ type recoveryTick struct{}
 // the version check.
 type recovery struct {
 	store    RecoveryStore
-	sessions *Sessions
+	sessions Sessions
 	interval time.Duration
 	logger   *slog.Logger
 	stats    *RecoveryStats

@@ -45,6 +45,9 @@ type sessionActor struct {
 	// which only ever sends it a message.
 	lastActive time.Time
 	idleTimer  *time.Timer
+	// onIdle asks for the actor to be stopped once idle. Nil: ask the
+	// supervisor (its parent). A cluster grain stops itself instead.
+	onIdle func(ctx actor.Context)
 }
 
 // idleCheck is the session actor's idle timer firing.
@@ -74,18 +77,27 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 }
 
 func (a *sessionActor) handle(ctx actor.Context, msg any) {
+	if reply := a.reply(msg); reply != nil {
+		ctx.Respond(reply)
+	}
+}
+
+// reply handles one of the session messages and returns its reply, or nil
+// for a message it does not know.
+func (a *sessionActor) reply(msg any) any {
 	switch m := msg.(type) {
 	case *ObservePayment:
-		ctx.Respond(a.observe(m))
+		return a.observe(m)
 	case *ExpireSession:
-		ctx.Respond(a.command(checkout.Expire{At: m.At}))
+		return a.command(checkout.Expire{At: m.At})
 	case *CancelSession:
-		ctx.Respond(a.command(checkout.Cancel{}))
+		return a.command(checkout.Cancel{})
 	case *GetSession:
-		ctx.Respond(&SessionReply{Session: a.session, Err: a.loadErr})
+		return &SessionReply{Session: a.session, Err: a.loadErr}
 	case *RepairSession:
-		ctx.Respond(a.repair())
+		return a.repair()
 	}
+	return nil
 }
 
 // started rehydrates the session from Postgres: on first activation, after a
@@ -109,6 +121,10 @@ func (a *sessionActor) idle(ctx actor.Context) {
 	quiet := time.Since(a.lastActive)
 	if quiet < a.cfg.IdleTimeout {
 		a.armIdleTimer(ctx, a.cfg.IdleTimeout-quiet)
+		return
+	}
+	if a.onIdle != nil {
+		a.onIdle(ctx)
 		return
 	}
 	ctx.Send(ctx.Parent(), &passivate{sessionID: a.id, pid: ctx.Self()})

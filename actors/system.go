@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
@@ -18,8 +20,19 @@ type System struct {
 	system     *actor.ActorSystem
 	supervisor *actor.PID
 	recovery   *actor.PID
-	sessions   *Sessions
+	sessions   Sessions
 	meter      *sdkmetric.MeterProvider
+	// cluster is set on a cluster member; its grains are the sessions.
+	cluster *cluster.Cluster
+	// lost is closed when a cluster member loses its membership lease;
+	// nil (never ready) otherwise. quitLease ends the lease watch, and
+	// leaseDone says it ended.
+	lost      chan struct{}
+	quitLease chan struct{}
+	leaseDone chan struct{}
+	// clusterEtcd is ClusterConfig.Etcd, closed on Stop.
+	clusterEtcd *clientv3.Client
+	logger      *slog.Logger
 
 	active        atomic.Int64
 	restarts      atomic.Int64
@@ -39,7 +52,7 @@ func Start(cfg Config, recoveryStore RecoveryStore) (*System, error) {
 		return nil, err
 	}
 	logger := cfg.Logger
-	s := &System{}
+	s := &System{logger: logger}
 	opts := []actor.ConfigOption{actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return logger.With("component", "protoactor")
 	})}
@@ -63,7 +76,25 @@ func Start(cfg Config, recoveryStore RecoveryStore) (*System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spawn supervisor: %w", err)
 	}
-	s.sessions = &Sessions{root: as.Root, supervisor: s.supervisor, timeout: cfg.AskTimeout}
+	s.sessions = &localSessions{root: as.Root, supervisor: s.supervisor, timeout: cfg.AskTimeout}
+	if cfg.Cluster != nil {
+		if s.cluster, err = startCluster(as, &cfg, &s.active, &s.restarts); err != nil {
+			as.Shutdown()
+			if cfg.Cluster.Etcd != nil {
+				_ = cfg.Cluster.Etcd.Close()
+			}
+			return nil, err
+		}
+		s.sessions = &clusterSessions{cluster: s.cluster, timeout: cfg.AskTimeout}
+		if etcd := cfg.Cluster.Etcd; etcd != nil {
+			s.clusterEtcd = etcd
+			s.lost, s.quitLease, s.leaseDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(s.leaseDone)
+				watchLease(etcd, s.lost, s.quitLease, logger.With("component", "cluster"))
+			}()
+		}
+	}
 	if recoveryStore != nil {
 		r := &recovery{store: recoveryStore, sessions: s.sessions, interval: cfg.RecoveryInterval,
 			logger: logger.With("actor", "recovery"), stats: &s.recoveryStats}
@@ -76,7 +107,50 @@ func Start(cfg Config, recoveryStore RecoveryStore) (*System, error) {
 }
 
 // Sessions is the way in to the session actors.
-func (s *System) Sessions() *Sessions { return s.sessions }
+func (s *System) Sessions() Sessions { return s.sessions }
+
+// Lost is closed when this cluster member has lost its place in the
+// cluster: it could not reach etcd for as long as its membership lease
+// lasts, so the other members have taken its sessions and watchers over. The
+// node must then stop, and rejoin by starting again. Lost is never closed on
+// a single node or without ClusterConfig.Etcd.
+func (s *System) Lost() <-chan struct{} { return s.lost }
+
+// leaveCluster stops the lease watch, leaves the cluster and shuts the
+// actor system down. A member that still holds its lease leaves gracefully,
+// deregistering so that the others take its grains over at once; that talks
+// to etcd without a deadline of its own, so it is given until ctx ends (or
+// hardStopWait if it has) and then abandoned — the lease expires by itself.
+// A member that lost its lease cannot reach etcd, and just stops.
+func (s *System) leaveCluster(ctx context.Context) {
+	graceful := true
+	if s.lost != nil {
+		close(s.quitLease)
+		<-s.leaseDone
+		select {
+		case <-s.lost:
+			graceful = false
+		default:
+		}
+	}
+	left := make(chan struct{})
+	go func() {
+		defer close(left)
+		s.cluster.Shutdown(graceful)
+	}()
+	wait := hardStopWait
+	if d, ok := ctx.Deadline(); ok && time.Until(d) > wait {
+		wait = time.Until(d)
+	}
+	select {
+	case <-left:
+	case <-time.After(wait):
+		s.logger.Warn("leaving the cluster did not finish; abandoned", "waited", wait)
+	}
+	if etcd := s.clusterEtcd; etcd != nil {
+		_ = etcd.Close()
+	}
+}
 
 // ActiveSessions is the number of session actors in memory.
 func (s *System) ActiveSessions() int64 { return s.active.Load() }
@@ -153,7 +227,11 @@ func (s *System) stop(ctx context.Context) error {
 		case <-time.After(hardStopWait):
 		}
 	}
-	s.system.Shutdown()
+	if s.cluster != nil {
+		s.leaveCluster(ctx)
+	} else {
+		s.system.Shutdown()
+	}
 	shutdownMeter(ctx, s.meter)
 	if err != nil {
 		return fmt.Errorf("stop actors: %w", err)

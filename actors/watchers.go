@@ -39,7 +39,7 @@ type WatchersConfig struct {
 	// Horizon is the Horizon server to stream from. Required.
 	Horizon *horizon.Client
 	// Sessions hands matched payments to their session actors. Required.
-	Sessions *Sessions
+	Sessions Sessions
 	// Logger receives the watchers' logs. Default: discard.
 	Logger *slog.Logger
 	// Clock stamps when a payment was received. Default time.Now.
@@ -66,6 +66,15 @@ type WatchersConfig struct {
 	// Metrics is where the watchers' metrics are registered: payments
 	// observed, reconnects, lag and cursor age. Nil: no metrics.
 	Metrics prometheus.Registerer
+	// Locks, on a cluster node, makes each account's watcher exclusive in
+	// the cluster: a node watches an account only while it holds the
+	// account's lock, and tries every LockRetry to take the locks of
+	// accounts nobody watches (cluster_watchers.go). Nil: a single node,
+	// which watches every account.
+	Locks AccountLocks
+	// LockRetry is how often a cluster node tries to take the locks of
+	// accounts it does not watch, and looks for new accounts. Default 2 s.
+	LockRetry time.Duration
 }
 
 func (c WatchersConfig) withDefaults() (WatchersConfig, error) {
@@ -89,6 +98,7 @@ func (c WatchersConfig) withDefaults() (WatchersConfig, error) {
 	setDefault(&c.MinBackoff, 100*time.Millisecond)
 	setDefault(&c.MaxBackoff, 30*time.Second)
 	setDefault(&c.CallTimeout, 10*time.Second)
+	setDefault(&c.LockRetry, 2*time.Second)
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 1024
 	}
@@ -111,7 +121,10 @@ type Watchers struct {
 
 	mu       sync.Mutex
 	watchers map[string]*watcher
-	stopped  bool
+	// claimed are the accounts a cluster node runs a claim loop for,
+	// whether or not it holds their lock now.
+	claimed map[string]bool
+	stopped bool
 	// stopping is closed by Stop: streams end, no new payment is taken.
 	stopping chan struct{}
 	// abort is closed when Stop's ctx ends: hand-offs stop retrying.
@@ -130,6 +143,7 @@ func NewWatchers(cfg WatchersConfig) (*Watchers, error) {
 	ws := &Watchers{
 		cfg:      cfg,
 		watchers: make(map[string]*watcher),
+		claimed:  make(map[string]bool),
 		stopping: make(chan struct{}),
 		abort:    make(chan struct{}),
 	}
@@ -152,6 +166,9 @@ func (ws *Watchers) Start(ctx context.Context) error {
 			return fmt.Errorf("start watchers: %w", err)
 		}
 	}
+	if ws.cfg.Locks != nil {
+		ws.wg.Go(ws.discover)
+	}
 	return nil
 }
 
@@ -165,6 +182,7 @@ func (ws *Watchers) Ensure(ctx context.Context, account string) error {
 	}
 	ws.mu.Lock()
 	_, running := ws.watchers[account]
+	running = running || ws.claimed[account]
 	stopped := ws.stopped
 	ws.mu.Unlock()
 	if stopped {
@@ -197,6 +215,10 @@ func (ws *Watchers) run(account string) error {
 		return ErrWatchersStopped
 	}
 	if _, ok := ws.watchers[account]; ok {
+		return nil
+	}
+	if ws.cfg.Locks != nil {
+		ws.claimLocked(account)
 		return nil
 	}
 	w := newWatcher(account, &ws.cfg, &ws.stats, ws.stopping, ws.abort)

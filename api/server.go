@@ -41,7 +41,7 @@ type Store interface {
 }
 
 // Sessions serializes the commands that change a session through its actor.
-// *actors.Sessions implements it.
+// actors.Sessions (single node or cluster) implements it.
 type Sessions interface {
 	Cancel(sessionID string) (checkout.Session, error)
 }
