@@ -97,6 +97,10 @@ func TestServeBadConfiguration(t *testing.T) {
 		{"not a number", db, map[string]string{"CHECKOUTD_API_RATE_BURST": "lots"}, "CHECKOUTD_API_RATE_BURST"},
 		{"env level", db, map[string]string{"CHECKOUTD_LOG_LEVEL": "chatty"}, "--log-level"},
 		{"unknown flag", append(db, "--colour", "blue"), nil, "colour"},
+		{"unknown cluster provider", append(db, "--cluster", "zookeeper"), nil, "--cluster"},
+		{"cluster node addr without port", append(db, "--cluster", "etcd", "--node-addr", "127.0.0.1"), nil, "--node-addr"},
+		{"cluster node addr on port 0", append(db, "--cluster", "etcd", "--node-addr", "127.0.0.1:0"), nil, "--node-addr"},
+		{"cluster without etcd", append(db, "--cluster", "etcd", "--etcd-endpoints", " "), nil, "--etcd-endpoints"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("DATABASE_URL", "")

@@ -49,6 +49,14 @@ type serveConfig struct {
 	// APIRateLimit and APIRateBurst shape each API key's token bucket.
 	APIRateLimit float64
 	APIRateBurst int
+	// Cluster is "" for a single node, or "etcd" to join a cluster of
+	// nodes whose sessions are grains and whose watchers are shared out.
+	Cluster       string
+	EtcdEndpoints string
+	ClusterName   string
+	// NodeAddr is where this node's cluster remote (gRPC) listens, and the
+	// address the other nodes reach it at.
+	NodeAddr string
 }
 
 // networks are the Stellar networks checkoutd knows by name: each sets the
@@ -79,6 +87,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	f.int(&c.JournalMaxBatch, "journal-max-batch", "CHECKOUTD_JOURNAL_MAX_BATCH", 128, "most settlements committed in one transaction")
 	f.float(&c.APIRateLimit, "api-rate-limit", "CHECKOUTD_API_RATE_LIMIT", 25, "API requests per second allowed to each API key, on average")
 	f.int(&c.APIRateBurst, "api-rate-burst", "CHECKOUTD_API_RATE_BURST", 50, "API requests allowed to each API key at once")
+	f.string(&c.Cluster, "cluster", "CHECKOUTD_CLUSTER", "", "cluster provider: empty for a single node, or etcd")
+	f.string(&c.EtcdEndpoints, "etcd-endpoints", "CHECKOUTD_ETCD_ENDPOINTS", "127.0.0.1:2379", "comma-separated etcd endpoints (with --cluster etcd)")
+	f.string(&c.ClusterName, "cluster-name", "CHECKOUTD_CLUSTER_NAME", "checkoutd", "name of the cluster to join (with --cluster)")
+	f.string(&c.NodeAddr, "node-addr", "CHECKOUTD_NODE_ADDR", "127.0.0.1:8090", "host:port this node's cluster remote listens on and advertises (with --cluster)")
 	if err := f.parse(args); err != nil {
 		return c, err
 	}
@@ -120,6 +132,18 @@ func (c *serveConfig) validate() error {
 	}
 	if _, err := (webhooks.Policy{}).ParseAllowlist(strings.Split(c.WebhooksAllowlist, ",")); err != nil {
 		return usagef("serve: --webhooks-allowlist: %v", err)
+	}
+	switch c.Cluster {
+	case "":
+	case "etcd":
+		if host, port, err := net.SplitHostPort(c.NodeAddr); err != nil || host == "" || port == "0" {
+			return usagef("serve: --node-addr %q: want host:port that the other nodes can reach", c.NodeAddr)
+		}
+		if strings.TrimSpace(c.EtcdEndpoints) == "" || c.ClusterName == "" {
+			return usagef("serve: --cluster etcd needs --etcd-endpoints and --cluster-name")
+		}
+	default:
+		return usagef("serve: --cluster %q: want empty or etcd", c.Cluster)
 	}
 	if c.JournalWindow < 0 || c.JournalMaxBatch <= 0 {
 		return usagef("serve: --journal-window must not be negative, --journal-max-batch must be positive")
@@ -195,16 +219,28 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 		return err
 	}
 	defer func() { _ = journal.Stop(context.Background()) }() // on the early returns; a no-op after shutdown's
+	clusterCfg, err := clusterConfig(cfg)
+	if err != nil {
+		return err
+	}
 	system, err := actors.Start(actors.Config{
 		Store: journal, Logger: logger, IdleTimeout: cfg.IdleTimeout, RecoveryInterval: cfg.RecoveryInterval,
-		Metrics: reg,
+		Metrics: reg, Cluster: clusterCfg,
 	}, db)
 	if err != nil {
 		return err
 	}
+	var locks *persistence.AccountLocks
+	var watcherLocks actors.AccountLocks
+	if clusterCfg != nil {
+		// One watcher per account in the cluster: whoever holds its lock.
+		locks = persistence.StartAccountLocks(cfg.DatabaseURL, time.Second, logger.With("component", "watcher_locks"))
+		defer locks.Close()
+		watcherLocks = locks
+	}
 	watchers, err := actors.NewWatchers(actors.WatchersConfig{
 		DB: db, Horizon: hz, Sessions: system.Sessions(), Logger: logger.With("component", "watcher"),
-		Metrics: reg,
+		Metrics: reg, Locks: watcherLocks,
 	})
 	if err != nil {
 		return err
@@ -263,7 +299,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 		return err
 	}
 	logger.Info("checkoutd serving", "addr", ln.Addr().String(), "network", cfg.Network,
-		"horizon", cfg.HorizonURL, "version", version)
+		"horizon", cfg.HorizonURL, "version", version, "cluster", cfg.Cluster, "node_addr", cfg.NodeAddr)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -274,6 +310,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	case <-ctx.Done():
 	case err = <-serveErr:
 		logger.Error("http server failed", "err", err)
+	case <-system.Lost():
+		// Its sessions and watchers now belong to the other members: stop,
+		// and let the supervisor start it again to rejoin.
+		err = errors.New("left the cluster: etcd unreachable for the membership lease")
 	}
 	return shutdown(cfg.ShutdownTimeout, logger, srv, apiServer, watchers, system, journal, deliveries, err)
 }
@@ -332,4 +372,28 @@ func (f *flags) int(p *int, name, env string, def int, usage string) {
 		def = x
 	}
 	f.IntVar(p, name, def, usage+" ($"+env+")")
+}
+
+// clusterConfig is the actor system's cluster membership, or nil for a
+// single node.
+func clusterConfig(cfg serveConfig) (*actors.ClusterConfig, error) {
+	if cfg.Cluster == "" {
+		return nil, nil
+	}
+	host, portStr, _ := net.SplitHostPort(cfg.NodeAddr) // validated
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, usagef("serve: --node-addr %q: bad port", cfg.NodeAddr)
+	}
+	var endpoints []string
+	for _, e := range strings.Split(cfg.EtcdEndpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			endpoints = append(endpoints, e)
+		}
+	}
+	provider, etcd, err := actors.EtcdProvider(endpoints)
+	if err != nil {
+		return nil, err
+	}
+	return &actors.ClusterConfig{Name: cfg.ClusterName, Provider: provider, Etcd: etcd, Host: host, Port: port}, nil
 }
