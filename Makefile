@@ -60,7 +60,7 @@ generate:
 # Cluster tests (build tag cluster): in-process grains and the multi-process
 # etcd cluster (needs etcd from Debian's etcd-server). Not part of `make test`.
 cluster-test:
-	$(GO) test -tags cluster -count=1 -timeout 20m -v -run 'Cluster' ./actors/ ./cmd/checkoutd/
+	CHAOS=1 $(GO) test -tags cluster -count=1 -timeout 30m -v -run 'Cluster' ./actors/ ./chaos/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
