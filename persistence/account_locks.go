@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // AccountLocks holds cluster-wide exclusive locks on receiving accounts, so
@@ -78,10 +79,13 @@ func (l *AccountLocks) TryLock(ctx context.Context, account string) (lost <-chan
 // when TCP gives up: the keepalive and user timeout settings make that
 // seconds, not the kernel's default of hours.
 func (l *AccountLocks) connect(ctx context.Context) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(l.dsn)
+	// Parsed as the pool parses it, so that pool settings in the URL
+	// (pool_max_conns, …) are not sent to the server as parameters.
+	pcfg, err := pgxpool.ParseConfig(l.dsn)
 	if err != nil {
 		return nil, err
 	}
+	cfg := pcfg.ConnConfig
 	for k, v := range map[string]string{"tcp_keepalives_idle": "2", "tcp_keepalives_interval": "1",
 		"tcp_keepalives_count": "3", "tcp_user_timeout": "5000"} {
 		cfg.RuntimeParams[k] = v

@@ -17,7 +17,8 @@ import (
 func TestAccountLocks(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.New(t)
-	a := persistence.StartAccountLocks(dsn+"&application_name=locks-a", 100*time.Millisecond, nil)
+	// The URL is the one the pool takes, pool settings included.
+	a := persistence.StartAccountLocks(dsn+"&application_name=locks-a&pool_max_conns=12", 100*time.Millisecond, nil)
 	defer a.Close()
 	b := persistence.StartAccountLocks(dsn, 100*time.Millisecond, nil)
 	defer b.Close()
