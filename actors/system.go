@@ -136,6 +136,11 @@ func (s *System) leaveCluster(ctx context.Context) {
 	left := make(chan struct{})
 	go func() {
 		defer close(left)
+		// protoactor's Shutdown stops the actor system before it poisons
+		// the grains, which then never answer and each wait times out.
+		// Stopping the placement first, while the system runs, poisons the
+		// grains: each finishes the message it is handling, then stops.
+		s.cluster.IdentityLookup.Shutdown()
 		s.cluster.Shutdown(graceful)
 	}()
 	wait := hardStopWait
