@@ -3,9 +3,11 @@
 package actors_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,13 +28,27 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// clusterNode starts a cluster member on the env's database. Members sharing
-// agent and name form one cluster (protoactor's in-memory provider).
-func (e *env) clusterNode(agent *test.InMemAgent, name string) *actors.System {
+// clusterNode starts a cluster member on the env's database, configured by
+// cfg. Members sharing agent and name form one cluster (protoactor's
+// in-memory provider).
+func (e *env) clusterNode(agent *test.InMemAgent, name string, cfg actors.Config) *actors.System {
 	e.t.Helper()
-	return e.start(actors.Config{Cluster: &actors.ClusterConfig{
-		Name: name, Provider: test.NewTestProvider(agent), Host: "127.0.0.1", Port: freePort(e.t),
-	}})
+	cfg.Cluster = &actors.ClusterConfig{Name: name, Provider: test.NewTestProvider(agent), Host: "127.0.0.1", Port: freePort(e.t)}
+	return e.start(cfg)
+}
+
+// conflictCounting counts the version conflicts its store's Settle returns.
+type conflictCounting struct {
+	actors.Store
+	conflicts *atomic.Int64
+}
+
+func (s conflictCounting) Settle(ctx context.Context, t checkout.Transition, readVersion int64) error {
+	err := s.Store.Settle(ctx, t, readVersion)
+	if errors.Is(err, checkout.ErrVersionConflict) {
+		s.conflicts.Add(1)
+	}
+	return err
 }
 
 // TestClusterGrains runs the in-process cluster checks on one set of nodes:
@@ -42,23 +58,41 @@ func (e *env) clusterNode(agent *test.InMemAgent, name string) *actors.System {
 // requests. Production runs one member per process.
 func TestClusterGrains(t *testing.T) {
 	e := newEnv(t, actors.Config{})
+	// Cluster x's activation commits first; cluster y's activation, which
+	// loaded the session before, then commits on a stale version and must
+	// meet the fence.
+	xCommitted := make(chan struct{})
+	var once sync.Once
+	var yConflicts atomic.Int64
+	x := actors.Config{Hooks: actors.Hooks{AfterSettle: func(string, *actors.ObservePayment) { once.Do(func() { close(xCommitted) }) }}}
+	y := actors.Config{Store: conflictCounting{Store: e.db, conflicts: &yConflicts}, Hooks: actors.Hooks{
+		BeforeSettle: func(string, *actors.ObservePayment) {
+			select {
+			case <-xCommitted:
+			case <-time.After(10 * time.Second):
+			}
+		}}}
 	agent := test.NewInMemAgent()
-	a := e.clusterNode(agent, "x")
-	b := e.clusterNode(agent, "x")
-	c := e.clusterNode(test.NewInMemAgent(), "y")
-	fenceTwoActivations(t, e, []*actors.System{a, b, c})
+	a := e.clusterNode(agent, "x", x)
+	b := e.clusterNode(agent, "x", x)
+	c := e.clusterNode(test.NewInMemAgent(), "y", y)
+	fenceTwoActivations(t, e, []*actors.System{a, b, c}, c, &yConflicts)
 	grainRepliesCrossNodes(t, e, a, b)
 }
 
 // fenceTwoActivations is TestTwoNodesFenceOneSession over session grains:
 // nodes A and B form one cluster, which places the session on one of them
-// (so the other's calls cross the wire as protobuf), and node C is a second
-// cluster over the same database, as a partition during a topology change
-// would be — the session is active on two nodes at once. Payments go
-// through all three; the version check makes each loser reload, and every
-// payment counts once.
-func fenceTwoActivations(t *testing.T, e *env, nodes []*actors.System) {
+// (so the other's calls cross the wire as protobuf), and node late is a
+// second cluster over the same database, as a partition during a topology
+// change would be — the session is active on two nodes at once. Payments go
+// through all three; the version check makes each loser reload (the late
+// activation at least once), and every payment counts once.
+func fenceTwoActivations(t *testing.T, e *env, nodes []*actors.System, late *actors.System, lateConflicts *atomic.Int64) {
 	s := e.session("30", checkout.NativeAsset, time.Hour)
+	// The late activation loads the session now, at version 1.
+	if _, err := late.Sessions().Get(s.ID); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 30)
 	for i := range 30 {
@@ -80,6 +114,10 @@ func fenceTwoActivations(t *testing.T, e *env, nodes []*actors.System) {
 		t.Fatalf("session %s received at version %d status %s; want 30.0000000 at 31, complete", got.AmountReceived, got.Version, got.Status)
 	}
 	assertEventCount(t, e, s.ID, checkout.EventSessionCompleted, 1)
+	if lateConflicts.Load() == 0 {
+		t.Fatal("the late activation met no version conflict: the two activations did not overlap")
+	}
+	t.Logf("the late activation lost %d commits to the version check and reloaded", lateConflicts.Load())
 	for _, n := range nodes {
 		// Every activation, whether it won or lost the races, converges on
 		// what Postgres holds.

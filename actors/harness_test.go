@@ -58,7 +58,9 @@ func newEnv(t *testing.T, cfg actors.Config) *env {
 // start starts another actor system on the same database: a second node.
 func (e *env) start(cfg actors.Config) *actors.System {
 	e.t.Helper()
-	cfg.Store = e.db
+	if cfg.Store == nil {
+		cfg.Store = e.db
+	}
 	if cfg.Logger == nil && testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
