@@ -100,7 +100,8 @@ func (m *cpuMeter) report(b *testing.B, unit string) {
 // memo from the senders to dest, round robin, and returns each sender's
 // envelopes as POST /transactions form bodies in sequence order. It signs
 // on every core: this is setup, not the sandbox's work.
-func signedPayments(b *testing.B, e *env, senders []*keypair.Full, dest string, total int) [][][]byte {
+func signedPayments(b *testing.B, p *serverProc, senders []*keypair.Full, dest string, total int) [][][]byte {
+	passphrase := p.passphrase(b)
 	bodies := make([][][]byte, len(senders))
 	var wg sync.WaitGroup
 	var next atomic.Int64
@@ -116,7 +117,7 @@ func signedPayments(b *testing.B, e *env, senders []*keypair.Full, dest string, 
 				if i < total%len(senders) {
 					n++
 				}
-				acc, err := e.net.Account(senders[i].Address())
+				acc, err := p.client.AccountDetail(horizonclient.AccountRequest{AccountID: senders[i].Address()})
 				if err != nil {
 					failed.Store(err)
 					return
@@ -128,7 +129,7 @@ func signedPayments(b *testing.B, e *env, senders []*keypair.Full, dest string, 
 						Operations:    []txnbuild.Operation{&txnbuild.Payment{Destination: dest, Amount: "0.0000001", Asset: txnbuild.NativeAsset{}}},
 					})
 					if err == nil {
-						tx, err = tx.Sign(e.net.Passphrase(), senders[i])
+						tx, err = tx.Sign(passphrase, senders[i])
 					}
 					var b64 string
 					if err == nil {
@@ -222,46 +223,38 @@ func rawEvents(ctx context.Context, streamURL string, n int) error {
 	return nil
 }
 
-// serverSubmit measures POST /transactions alone with senders concurrent
-// accounts: the payments are signed before the timer starts.
-func serverSubmit(b *testing.B, cfg sandbox.Config, senders int) {
-	e := benchEnv(b, cfg)
+// serverSubmit measures POST /transactions alone, served by a child
+// process, with senders concurrent accounts: the payments are signed before
+// the timer starts. It reports the server's CPU per payment apart from the
+// client's.
+func serverSubmit(b *testing.B, closeMode string, senders int) {
+	p := startServerProc(b, closeMode)
 	merchant := keypair.MustRandom()
-	if err := e.net.Fund(context.Background(), merchant.Address()); err != nil {
+	if _, err := p.client.Fund(merchant.Address()); err != nil {
 		b.Fatal(err)
 	}
-	bodies := signedPayments(b, e, payers(b, e, min(senders, b.N)), merchant.Address(), b.N)
-	before := nativeBalance(b, e, merchant.Address())
-	var cpu cpuMeter
+	bodies := signedPayments(b, p, p.payersOver(b, min(senders, b.N)), merchant.Address(), b.N)
+	before := p.nativeBalanceOver(b, merchant.Address())
 	runtime.GC()
 	b.ResetTimer()
-	cpu.reset()
-	postAll(b, e.srv.URL+"/transactions", bodies)
+	cpu := p.start(b)
+	postAll(b, p.url+"/transactions", bodies)
 	b.StopTimer()
-	cpu.report(b, "payment")
+	cpu.stop(b)
+	cpu.report(b, "payment", b.N)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "payments/s")
-	if got := nativeBalance(b, e, merchant.Address()); got != before+int64(b.N) && !b.Failed() {
+	if got := p.nativeBalanceOver(b, merchant.Address()); got != before+int64(b.N) && !b.Failed() {
 		b.Fatalf("merchant holds %d stroops, want %d", got, before+int64(b.N))
 	}
 }
 
-// nativeBalance returns the account's lumens in stroops.
-func nativeBalance(b *testing.B, e *env, address string) int64 {
-	acc, err := e.net.Account(address)
+// mustStroops parses a Horizon amount into stroops.
+func mustStroops(b *testing.B, s string) int64 {
+	v, err := amount.ParseInt64(s)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, bal := range acc.Balances {
-		if bal.Type == "native" {
-			s, err := amount.ParseInt64(bal.Balance)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return s
-		}
-	}
-	b.Fatalf("%s has no native balance", address)
-	return 0
+	return v
 }
 
 // walletSubmit measures payments built, signed and submitted by parallel
@@ -300,10 +293,10 @@ func walletSubmit(b *testing.B, cfg sandbox.Config, parallelism int) {
 // reach 5,000/s.
 func BenchmarkSubmitPayments(b *testing.B) {
 	b.Run("server/close=each-tx", func(b *testing.B) {
-		serverSubmit(b, sandbox.Config{CloseEachTransaction: true}, 64)
+		serverSubmit(b, "each-tx", 64)
 	})
 	b.Run("server/close=100ms", func(b *testing.B) {
-		serverSubmit(b, sandbox.Config{LedgerClose: 100 * time.Millisecond}, 1024)
+		serverSubmit(b, "100ms", 1024)
 	})
 	b.Run("wallet/close=each-tx", func(b *testing.B) {
 		walletSubmit(b, sandbox.Config{CloseEachTransaction: true}, 16)
@@ -320,15 +313,22 @@ func BenchmarkSubmitPayments(b *testing.B) {
 // horizonclient.StreamPayments as the watcher does.
 func BenchmarkStreamPayments(b *testing.B) {
 	b.Run("raw", func(b *testing.B) {
-		e, merchant := streamBacklog(b)
-		var cpu cpuMeter
+		p := startServerProc(b, "each-tx")
+		merchant := keypair.MustRandom()
+		if _, err := p.client.Fund(merchant.Address()); err != nil {
+			b.Fatal(err)
+		}
+		postAll(b, p.url+"/transactions", signedPayments(b, p, p.payersOver(b, min(64, b.N)), merchant.Address(), b.N))
+		runtime.GC()
 		b.ResetTimer()
-		cpu.reset()
-		if err := rawEvents(context.Background(), e.srv.URL+"/accounts/"+merchant+"/payments?cursor=0&join=transactions", b.N+1); err != nil {
+		cpu := p.start(b)
+		// b.N payments and the merchant's own create_account.
+		if err := rawEvents(context.Background(), p.url+"/accounts/"+merchant.Address()+"/payments?cursor=0&join=transactions", b.N+1); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		cpu.report(b, "event")
+		cpu.stop(b)
+		cpu.report(b, "event", b.N)
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
 	b.Run("horizonclient", func(b *testing.B) {
@@ -409,23 +409,22 @@ func streamBacklog(b *testing.B) (*env, string) {
 // through horizonclient.
 func BenchmarkSubmitAndStream(b *testing.B) {
 	b.Run("server", func(b *testing.B) {
-		e := benchEnv(b, sandbox.Config{CloseEachTransaction: true})
+		p := startServerProc(b, "each-tx")
 		merchant := keypair.MustRandom()
-		if err := e.net.Fund(context.Background(), merchant.Address()); err != nil {
+		if _, err := p.client.Fund(merchant.Address()); err != nil {
 			b.Fatal(err)
 		}
-		bodies := signedPayments(b, e, payers(b, e, min(64, b.N)), merchant.Address(), b.N)
+		bodies := signedPayments(b, p, p.payersOver(b, min(64, b.N)), merchant.Address(), b.N)
 		streamed := make(chan error, 1)
-		var cpu cpuMeter
 		runtime.GC()
 		b.ResetTimer()
-		cpu.reset()
+		cpu := p.start(b)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
-			streamed <- rawEvents(ctx, e.srv.URL+"/accounts/"+merchant.Address()+"/payments?cursor=0&join=transactions", b.N+1)
+			streamed <- rawEvents(ctx, p.url+"/accounts/"+merchant.Address()+"/payments?cursor=0&join=transactions", b.N+1)
 		}()
-		postAll(b, e.srv.URL+"/transactions", bodies)
+		postAll(b, p.url+"/transactions", bodies)
 		if b.Failed() {
 			cancel() // some payments will never be streamed
 		}
@@ -433,7 +432,8 @@ func BenchmarkSubmitAndStream(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		cpu.report(b, "payment")
+		cpu.stop(b)
+		cpu.report(b, "payment", b.N)
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "payments/s")
 	})
 	b.Run("wallet", func(b *testing.B) {
