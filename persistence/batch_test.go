@@ -182,6 +182,132 @@ func TestSettleBatchWritesWhatSettleWrites(t *testing.T) {
 	}
 }
 
+// TestSettleBatchOneStatement settles a batch that SettleBatch sends as
+// one statement (only payments, no session or operation twice): the rows
+// written are those Settle writes for the same decisions on twin sessions,
+// the refused rows write nothing, and the events follow the batch's order.
+// The same batch with a row that breaks a CHECK commits the others.
+func TestSettleBatchOneStatement(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	m := st.merchant(t, "Acme", account(t, 1))
+	pay := func(sess checkout.Session, amount checkout.Amount) checkout.PaymentObserved {
+		return checkout.PaymentObserved{Payment: payment(sess, amount, checkout.NativeAsset, st.now)}
+	}
+	// Exact, partial, over, a stroop, and more: enough rows for one statement.
+	amounts := []checkout.Amount{100 * unit, 30 * unit, 150 * unit, 1, 2, 50 * unit, 99 * unit, 101 * unit}
+	var rows []persistence.Settlement
+	var twins []checkout.Session
+	for _, amt := range amounts {
+		a := st.session(t, m, 100*unit, checkout.NativeAsset)
+		b := st.session(t, m, 100*unit, checkout.NativeAsset)
+		st.mustApply(t, a.ID, pay(a, amt))
+		rows = append(rows, st.decide(t, b.ID, pay(b, amt)))
+		twins = append(twins, a)
+	}
+	dup := st.session(t, m, 100*unit, checkout.NativeAsset)
+	dupPay := pay(dup, 10*unit)
+	st.mustApply(t, dup.ID, dupPay)
+	stale := st.session(t, m, 100*unit, checkout.NativeAsset)
+	staleRow := st.decide(t, stale.ID, pay(stale, 10*unit))
+	st.mustApply(t, stale.ID, pay(stale, 5*unit))
+	rows = append(rows, st.decide(t, dup.ID, dupPay), staleRow)
+	before := map[string]checkout.Session{dup.ID: st.get(t, dup.ID), stale.ID: st.get(t, stale.ID)}
+	eventsBefore := st.count(t, "events")
+
+	errs := st.db.SettleBatch(t.Context(), rows)
+	var wants []func(error) bool
+	for range amounts {
+		wants = append(wants, isNil)
+	}
+	wants = append(wants, is(checkout.ErrAlreadyApplied), is(checkout.ErrVersionConflict))
+	for i, want := range wants {
+		if !want(errs[i]) {
+			t.Errorf("row %d: %v", i, errs[i])
+		}
+	}
+	for k, a := range twins {
+		b := rows[k].Transition.Session
+		ga, gb := st.get(t, a.ID), st.get(t, b.ID)
+		sameSession(t, "committed row's session", gb, b)
+		if ga.AmountReceived != gb.AmountReceived || ga.Status != gb.Status || ga.PaymentStatus != gb.PaymentStatus ||
+			ga.Version != gb.Version || ga.ClosedAt.IsZero() != gb.ClosedAt.IsZero() {
+			t.Errorf("row %d: Settle left %+v\nSettleBatch left %+v", k, ga, gb)
+		}
+		pa, err := st.db.SessionPayments(t.Context(), a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pb, err := st.db.SessionPayments(t.Context(), b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pa) != 1 || len(pb) != 1 || pb[0] != *rows[k].Transition.Payment {
+			t.Errorf("row %d: payments %+v, want %+v", k, pb, rows[k].Transition.Payment)
+		}
+		ea, err := st.db.SessionEvents(t.Context(), a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eb, err := st.db.SessionEvents(t.Context(), b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ea) != len(eb) || len(eb) != len(rows[k].Transition.Events) {
+			t.Fatalf("row %d: %d and %d events, want %d", k, len(ea), len(eb), len(rows[k].Transition.Events))
+		}
+		for i := range eb {
+			want := rows[k].Transition.Events[i]
+			if ea[i].Type != eb[i].Type || eb[i].ID != want.ID || eb[i].PaymentID != want.PaymentID ||
+				eb[i].Session == nil || eb[i].Session.ID != b.ID {
+				t.Errorf("row %d event %d: Settle wrote %+v, SettleBatch wrote %+v", k, i, ea[i], eb[i])
+			}
+		}
+	}
+	for id, want := range before {
+		sameSession(t, "refused row's session", st.get(t, id), want)
+	}
+	// The batch's events, in sequence order, follow the rows.
+	var got, want []string
+	for _, e := range st.eventRows(t)[eventsBefore:] {
+		got = append(got, e.SessionID+" "+e.Type)
+	}
+	for _, r := range rows[:len(twins)] {
+		for _, e := range r.Transition.Events {
+			want = append(want, e.SessionID+" "+string(e.Type))
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("events in sequence:\n got  %v\n want %v", got, want)
+	}
+
+	t.Run("a row breaks a check", func(t *testing.T) {
+		broken := st.session(t, m, 100*unit, checkout.NativeAsset)
+		brokenRow := st.decide(t, broken.ID, pay(broken, 10*unit))
+		brokenRow.Transition.Session.Status = checkout.StatusComplete // partially paid is not complete
+		brokenRow.Transition.Session.ClosedAt = st.now
+		rows := []persistence.Settlement{brokenRow}
+		for range 9 {
+			good := st.session(t, m, 100*unit, checkout.NativeAsset)
+			rows = append(rows, st.decide(t, good.ID, pay(good, 10*unit)))
+		}
+		errs := st.db.SettleBatch(t.Context(), rows)
+		if !hasCode(checkout.EINVALID)(errs[0]) {
+			t.Errorf("broken row: %v, want EINVALID", errs[0])
+		}
+		for i, r := range rows[1:] {
+			if errs[i+1] != nil {
+				t.Errorf("good row %d: %v", i+1, errs[i+1])
+				continue
+			}
+			sameSession(t, "good row's session", st.get(t, r.Transition.Session.ID), r.Transition.Session)
+		}
+		if _, err := st.db.PaymentByOperation(t.Context(), brokenRow.Transition.Payment.OperationID); !errors.Is(err, checkout.ErrNotFound) {
+			t.Errorf("the refused row's payment: %v, want ErrNotFound", err)
+		}
+	})
+}
+
 func TestSessionIDsByMemo(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)

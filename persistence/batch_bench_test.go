@@ -1,0 +1,187 @@
+package persistence_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stellar/go-stellar-sdk/keypair"
+
+	checkout "github.com/checkoutd/checkoutd"
+	"github.com/checkoutd/checkoutd/persistence"
+	"github.com/checkoutd/checkoutd/persistence/pgtest"
+)
+
+// BenchmarkSettleBatch commits batches of one-payment settlements to
+// distinct sessions of 10,000 open ones, one batch at a time, with
+// SettleBatch straight on the pool: what a settlement costs Postgres and
+// this process at each batch size, without the actors. It reports, per
+// settlement, the wall time and the CPU time of this process and of the
+// Postgres backends serving it (read from /proc, so only when Postgres runs
+// on this machine), which unlike the wall time hardly depend on what else
+// the machine runs.
+func BenchmarkSettleBatch(b *testing.B) {
+	for _, size := range []int{1, 2, 4, 16, 128} {
+		b.Run(fmt.Sprintf("rows=%d", size), func(b *testing.B) {
+			ctx := context.Background()
+			dsn := pgtest.New(b)
+			db, err := persistence.Open(ctx, dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(db.Close)
+			raw, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = raw.Close(context.Background()) })
+			sessions := benchSessions(b, db, 10_000)
+			now := time.Now().UTC().Truncate(time.Microsecond)
+			var op int64
+			next := 0
+			batch := make([]persistence.Settlement, size)
+			settleOnce := func() {
+				for k := range batch {
+					s := &sessions[next%len(sessions)]
+					next++
+					op++
+					p := checkout.Payment{
+						OperationID: strconv.FormatInt(400<<32+op, 10), TransactionHash: fmt.Sprintf("%064x", op),
+						OperationType: "payment", From: s.ReceivingAccount, To: s.ReceivingAccount, Amount: 1,
+						Asset: checkout.NativeAsset, MemoType: "text", Memo: s.Memo, LedgerClosedAt: now,
+					}
+					tr, err := checkout.Apply(*s, checkout.PaymentObserved{Payment: p}, now)
+					if err != nil {
+						b.Fatal(err)
+					}
+					batch[k] = persistence.Settlement{Transition: tr, ReadVersion: s.Version}
+					*s = tr.Session
+				}
+				for i, err := range db.SettleBatch(ctx, batch) {
+					if err != nil {
+						b.Fatalf("row %d: %v", i, err)
+					}
+				}
+			}
+			settleOnce() // connect and prepare outside the clock
+			rows := 0
+			pids := backends(b, raw)
+			pg0, self0 := pidsCPU(pids), selfCPU()
+			for b.Loop() {
+				settleOnce()
+				rows += size
+			}
+			pg, self := pidsCPU(pids)-pg0, selfCPU()-self0
+			per := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(rows) }
+			b.ReportMetric(per(b.Elapsed()), "wall-µs/row")
+			b.ReportMetric(per(self), "cpu-µs/row")
+			if pg > 0 {
+				b.ReportMetric(per(pg), "pg-cpu-µs/row")
+			}
+		})
+	}
+}
+
+// benchSessions creates n open sessions of a million XLM, so that
+// one-stroop payments never complete them.
+func benchSessions(b *testing.B, db *persistence.DB, n int) []checkout.Session {
+	ctx := context.Background()
+	m, err := checkout.NewMerchant("Bench shop", keypair.MustRandom().Address(), time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := db.CreateMerchant(ctx, m); err != nil {
+		b.Fatal(err)
+	}
+	sessions := make([]checkout.Session, n)
+	var next atomic.Int64
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n && failed.Load() == nil; i = int(next.Add(1) - 1) {
+				s, err := checkout.NewSession(checkout.SessionParams{
+					MerchantID: m.ID, ReceivingAccount: m.Account, Amount: 1_000_000 * checkout.StroopsPerUnit,
+					Asset: checkout.NativeAsset, ExpiresIn: 24 * time.Hour, MemoType: checkout.MemoText,
+				}, time.Now())
+				if err == nil {
+					err = db.CreateSession(ctx, s)
+				}
+				if err != nil {
+					failed.Store(&err)
+					return
+				}
+				sessions[i] = s
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+	for i := range sessions {
+		s, err := db.GetSession(ctx, sessions[i].ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sessions[i] = s
+	}
+	return sessions
+}
+
+// backends lists the server processes connected to raw's database, but
+// for raw's own.
+func backends(b *testing.B, raw *pgx.Conn) []int {
+	rows, err := raw.Query(context.Background(),
+		`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := make([]int, len(pids))
+	for i, p := range pids {
+		out[i] = int(p)
+	}
+	return out
+}
+
+// pidsCPU sums the user and system time of the processes, from
+// /proc/<pid>/stat (0 for those it cannot read).
+func pidsCPU(pids []int) time.Duration {
+	var total int64
+	for _, pid := range pids {
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(raw)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += u + st
+	}
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(total) * time.Second / hz
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
