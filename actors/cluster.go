@@ -34,29 +34,32 @@ type ClusterConfig struct {
 	Host string
 	Port int
 	// Etcd, when set, is a client of the etcd that Provider keeps the
-	// members in. The node reads through it every leaseCheck; once it has
-	// not reached etcd for memberLeaseTTL, its membership lease has expired
-	// and the others have taken its sessions over, so System.Lost is closed
-	// and the node must stop. Start owns it: Stop closes it, and so does a
+	// members in. The node reads its own member key through it every
+	// leaseCheck; once the key has expired, or etcd has not answered for
+	// unreachableLimit, the others have taken its sessions over, so
+	// System.Lost is closed and the node must stop (watchLease). Start owns it: Stop closes it, and so does a
 	// failure to join. Nil (the
 	// test provider): membership is never lost.
 	Etcd *clientv3.Client
 }
 
-// memberLeaseTTL is how long protoactor's etcd provider keeps a member after
-// its last keep-alive; leaseCheck is how often a node checks that it still
-// reaches etcd.
+// A node checks its membership every leaseCheck, each read bounded by
+// leaseRead, and gives up once it has not reached etcd for
+// unreachableLimit. protoactor's etcd provider keeps a member for 3 s after
+// its last keep-alive, so by then the lease of a node cut off from etcd has
+// long expired; the margin is for a machine so busy that etcd answers late.
 const (
-	memberLeaseTTL = 3 * time.Second
-	leaseCheck     = 500 * time.Millisecond
+	leaseCheck       = 500 * time.Millisecond
+	leaseRead        = 2 * time.Second
+	unreachableLimit = 10 * time.Second
 )
 
 // etcdPrefix is where the members are kept in etcd.
 const etcdPrefix = "/checkoutd"
 
 // EtcdProvider returns a cluster provider keeping the members in etcd under
-// /checkoutd, whose lease on a member lasts memberLeaseTTL after its last
-// keep-alive, and a client of the same etcd for ClusterConfig.Etcd.
+// /checkoutd, whose lease on a member lasts 3 s after its last keep-alive,
+// and a client of the same etcd for ClusterConfig.Etcd.
 func EtcdProvider(endpoints []string) (cluster.ClusterProvider, *clientv3.Client, error) {
 	cfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second}
 	p, err := etcd.NewWithConfig(etcdPrefix, cfg)
@@ -70,13 +73,21 @@ func EtcdProvider(endpoints []string) (cluster.ClusterProvider, *clientv3.Client
 	return p, c, nil
 }
 
-// watchLease closes lost once the node has not reached etcd for
-// memberLeaseTTL: its lease has then expired, or is about to, and the other
-// members place its sessions elsewhere and take its watchers. Reading is a
-// quorum read, so a node cut off from the etcd majority counts as lost too.
-// It returns when lost is closed or quit is.
-func watchLease(client *clientv3.Client, lost, quit chan struct{}, logger *slog.Logger) {
+// memberKey is the etcd key protoactor's etcd provider registers a member
+// under: <prefix>/<cluster>/<cluster>@<actor system id>.
+func memberKey(clusterName, systemID string) string {
+	return etcdPrefix + "/" + clusterName + "/" + clusterName + "@" + systemID
+}
+
+// watchLease closes lost once this node has lost its membership: its key
+// is gone from etcd or was created again (its lease expired, so the other
+// members removed it, and protoactor's provider then never counts this
+// node among the members again), or etcd has not answered a quorum read
+// for unreachableLimit (a node cut off from etcd, whose lease the others
+// have seen expire). It returns when lost is closed or quit is.
+func watchLease(client *clientv3.Client, key string, lost, quit chan struct{}, logger *slog.Logger) {
 	last := time.Now()
+	var created int64
 	t := time.NewTicker(leaseCheck)
 	defer t.Stop()
 	for {
@@ -85,18 +96,24 @@ func watchLease(client *clientv3.Client, lost, quit chan struct{}, logger *slog.
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := client.Get(ctx, etcdPrefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		ctx, cancel := context.WithTimeout(context.Background(), leaseRead)
+		resp, err := client.Get(ctx, key)
 		cancel()
-		if err == nil {
-			last = time.Now()
-			continue
-		}
-		if since := time.Since(last); since >= memberLeaseTTL {
-			logger.Error("etcd unreachable for the membership lease's TTL: this node has left the cluster and stops",
-				"unreachable_for", since.Round(time.Millisecond), "err", err)
+		switch {
+		case err != nil:
+			if since := time.Since(last); since >= unreachableLimit {
+				logger.Error("etcd unreachable: this node has left the cluster and stops",
+					"unreachable_for", since.Round(time.Millisecond), "err", err)
+				close(lost)
+				return
+			}
+		case len(resp.Kvs) == 0 || created != 0 && resp.Kvs[0].CreateRevision != created:
+			logger.Error("this node's membership lease expired: it has left the cluster and stops", "key", key)
 			close(lost)
 			return
+		default:
+			created = resp.Kvs[0].CreateRevision
+			last = time.Now()
 		}
 	}
 }

@@ -91,7 +91,7 @@ func Start(cfg Config, recoveryStore RecoveryStore) (*System, error) {
 			s.lost, s.quitLease, s.leaseDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
 			go func() {
 				defer close(s.leaseDone)
-				watchLease(etcd, s.lost, s.quitLease, logger.With("component", "cluster"))
+				watchLease(etcd, memberKey(cfg.Cluster.Name, as.ID), s.lost, s.quitLease, logger.With("component", "cluster"))
 			}()
 		}
 	}
@@ -110,8 +110,9 @@ func Start(cfg Config, recoveryStore RecoveryStore) (*System, error) {
 func (s *System) Sessions() Sessions { return s.sessions }
 
 // Lost is closed when this cluster member has lost its place in the
-// cluster: it could not reach etcd for as long as its membership lease
-// lasts, so the other members have taken its sessions and watchers over. The
+// cluster: its membership lease in etcd expired, or it could not reach etcd
+// for several times the lease's TTL, so the other members have taken its
+// sessions over. The
 // node must then stop, and rejoin by starting again. Lost is never closed on
 // a single node or without ClusterConfig.Etcd.
 func (s *System) Lost() <-chan struct{} { return s.lost }

@@ -313,7 +313,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	case <-system.Lost():
 		// Its sessions and watchers now belong to the other members: stop,
 		// and let the supervisor start it again to rejoin.
-		err = errors.New("left the cluster: etcd unreachable for the membership lease")
+		err = errors.New("left the cluster: its etcd membership lease expired, or etcd was unreachable")
 	}
 	return shutdown(cfg.ShutdownTimeout, logger, srv, apiServer, watchers, system, journal, deliveries, err)
 }
