@@ -167,6 +167,12 @@ func (p Policy) ValidateURL(raw string) (*url.URL, error) {
 	if host == "" {
 		return nil, badURL("url_invalid", "url must name a host")
 	}
+	// An empty label (".00", "1..2") is no host name, and resolvers and
+	// inet_aton disagree about what it means: refuse it before the checks
+	// below, which judge names and numbers label by label.
+	if strings.HasPrefix(host, ".") || strings.Contains(host, "..") {
+		return nil, badURL("url_invalid", "url host is not a valid host name")
+	}
 	if port := u.Port(); port != "" {
 		if n, err := parsePort(port); err != nil || n == 0 {
 			return nil, badURL("url_invalid", "url has an invalid port")

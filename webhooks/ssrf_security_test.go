@@ -228,6 +228,7 @@ func FuzzValidateURL(f *testing.F) {
 		"https://[::ffff:127.0.0.1]/", "https://user:pass@example.com/", "https://example.com/#x", "http://example.com/",
 		"https://[fe80::1%25eth0]/", "https://localhost./", "https://１２７.０.０.１/", "https://exa mple.com/",
 		"https://example.com:99999/", "https://[::1]:443/", "https://a..b/", "https://.../",
+		"https://.00/", "https://1..2/", "https://.example.com/",
 	} {
 		f.Add(s)
 	}
