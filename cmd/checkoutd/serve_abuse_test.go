@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -233,10 +236,13 @@ func heapInUse() uint64 {
 // and slow connections; they fail if serve stops closing them in time.
 const readHeaderTimeout = 5 * time.Second
 
-// TestServeIdleConnections opens thousands of TCP connections to serve that
+// TestServeIdleConnections opens 10,000 TCP connections to serve that
 // never send a byte: the server's heap grows by a bounded amount per
 // connection, and ReadHeaderTimeout closes every one of them, after which
-// the heap and the goroutines come back down.
+// the heap and the goroutines come back down. The client ends live in a
+// child process (TestHelperIdleDialer), so that the server's process needs
+// one descriptor per connection, not two, and its heap is the server's
+// alone.
 func TestServeIdleConnections(t *testing.T) {
 	conns := 10_000
 	if testing.Short() {
@@ -245,9 +251,8 @@ func TestServeIdleConnections(t *testing.T) {
 	if raceEnabled {
 		conns = 4_000
 	}
-	// Both ends are in this process: two descriptors a connection.
-	limit := raiseNoFile(t, uint64(2*conns+1024))
-	if fit := (int(limit) - 1024) / 2; fit < conns {
+	limit := raiseNoFile(t, uint64(conns+1024))
+	if fit := int(limit) - 1024; fit < conns {
 		if fit < 2_000 {
 			t.Skipf("RLIMIT_NOFILE is %d and cannot be raised: too few descriptors for 2,000 idle connections", limit)
 		}
@@ -258,43 +263,48 @@ func TestServeIdleConnections(t *testing.T) {
 	baseHeap, baseG := heapInUse(), runtime.NumGoroutine()
 
 	start := time.Now()
-	open := make([]net.Conn, conns)
-	dialed := make([]time.Time, conns)
-	var wg sync.WaitGroup
-	var dialErr atomic.Value
-	for w := range 8 {
-		wg.Go(func() {
-			d := net.Dialer{Timeout: 5 * time.Second}
-			for i := w; i < conns; i += 8 {
-				c, err := d.Dial("tcp", s.addr)
-				if err != nil {
-					dialErr.Store(err)
-					return
-				}
-				open[i], dialed[i] = c, time.Now()
-			}
-		})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperIdleDialer$")
+	child.Env = append(os.Environ(), "CHECKOUTD_TEST_IDLE_DIAL="+s.addr, "CHECKOUTD_TEST_IDLE_CONNS="+strconv.Itoa(conns))
+	child.Stderr = os.Stderr
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	t.Cleanup(func() {
-		for _, c := range open {
-			if c != nil {
-				c.Close()
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	lines := bufio.NewScanner(out)
+	// expect reads the child's next "word n" line.
+	expect := func(word string) int {
+		t.Helper()
+		for lines.Scan() {
+			if n, ok := strings.CutPrefix(lines.Text(), word+" "); ok {
+				v, err := strconv.Atoi(n)
+				if err != nil {
+					t.Fatalf("dialer: %q", lines.Text())
+				}
+				return v
 			}
 		}
-	})
-	if err, _ := dialErr.Load().(error); err != nil {
-		t.Fatalf("dial: %v", err)
+		t.Fatalf("the dialer ended before saying %q", word)
+		return 0
 	}
+	if n := expect("dialed"); n != conns {
+		t.Fatalf("the dialer opened %d of %d connections", n, conns)
+	}
+
 	// Each open connection has one server goroutine. On a slow machine the
 	// first connections may already have timed out when the last is
 	// dialed, so the heap is divided by the connections the server holds
-	// now, and charged with the client ends of all of them: an upper bound.
+	// now.
 	time.Sleep(200 * time.Millisecond)
 	peakHeap, peakG := heapInUse(), runtime.NumGoroutine()
 	live := max(peakG-baseG, 1)
 	perConn := (int64(peakHeap) - int64(baseHeap)) / int64(live)
-	t.Logf("%d idle connections dialed in %v, %d held by the server: heap in use %d → %d MiB (at most %d bytes a connection), goroutines %d → %d",
+	t.Logf("%d idle connections dialed in %v, %d held by the server: heap in use %d → %d MiB (%d bytes a connection), goroutines %d → %d",
 		conns, time.Since(start).Round(time.Millisecond), live, baseHeap>>20, peakHeap>>20, perConn, baseG, peakG)
 	if live < conns/2 {
 		t.Errorf("the server held only %d of %d connections", live, conns)
@@ -304,25 +314,9 @@ func TestServeIdleConnections(t *testing.T) {
 	}
 
 	// Every connection is closed by the server once ReadHeaderTimeout has
-	// passed since it was accepted.
-	var closed atomic.Int64
-	for w := range 8 {
-		wg.Go(func() {
-			buf := make([]byte, 1)
-			for i := w; i < conns; i += 8 {
-				_ = open[i].SetReadDeadline(dialed[i].Add(readHeaderTimeout + 5*time.Second))
-				if _, err := open[i].Read(buf); errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
-					closed.Add(1)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if n := closed.Load(); n != int64(conns) {
+	// passed since it was accepted: the dialer counts the ones that were.
+	if n := expect("closed"); n != conns {
 		t.Fatalf("%d of %d idle connections closed by the server within ReadHeaderTimeout+5s", n, conns)
-	}
-	for _, c := range open {
-		c.Close()
 	}
 	settle := time.Now()
 	for runtime.NumGoroutine() > baseG+50 && time.Since(settle) < 5*time.Second {
@@ -339,6 +333,61 @@ func TestServeIdleConnections(t *testing.T) {
 	if code, _, _ := s.call(t, http.MethodGet, "/healthz", "", ""); code != http.StatusOK {
 		t.Fatalf("/healthz after the idle flood: %d", code)
 	}
+}
+
+// TestHelperIdleDialer is TestServeIdleConnections' client, run by it in a
+// child process: it opens $CHECKOUTD_TEST_IDLE_CONNS connections to
+// $CHECKOUTD_TEST_IDLE_DIAL, sends nothing, prints "dialed n", waits for
+// the server to close each (at most ReadHeaderTimeout+5s after its dial),
+// and prints "closed n".
+func TestHelperIdleDialer(t *testing.T) {
+	addr := os.Getenv("CHECKOUTD_TEST_IDLE_DIAL")
+	if addr == "" {
+		t.Skip("run by TestServeIdleConnections")
+	}
+	conns, err := strconv.Atoi(os.Getenv("CHECKOUTD_TEST_IDLE_CONNS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raiseNoFile(t, uint64(conns+256))
+	open := make([]net.Conn, conns)
+	dialed := make([]time.Time, conns)
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for w := range 8 {
+		wg.Go(func() {
+			d := net.Dialer{Timeout: 5 * time.Second}
+			for i := w; i < conns; i += 8 {
+				c, err := d.Dial("tcp", addr)
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "dial: %v\n", err)
+					return
+				}
+				open[i], dialed[i] = c, time.Now()
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Printf("dialed %d\n", ok.Load())
+	var closed atomic.Int64
+	for w := range 8 {
+		wg.Go(func() {
+			buf := make([]byte, 1)
+			for i := w; i < conns; i += 8 {
+				if open[i] == nil {
+					continue
+				}
+				_ = open[i].SetReadDeadline(dialed[i].Add(readHeaderTimeout + 5*time.Second))
+				if _, err := open[i].Read(buf); errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+					closed.Add(1)
+				}
+				open[i].Close()
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Printf("closed %d\n", closed.Load())
 }
 
 // TestServeSlowloris sends request headers a byte at a time, never
