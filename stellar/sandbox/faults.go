@@ -35,6 +35,12 @@ type Faults struct {
 	RetryAfter time.Duration `json:"-"`
 	// Hold lists accounts (G addresses) whose streams send nothing until released.
 	Hold []string `json:"hold"`
+	// Reorder breaks Horizon's ordering contract: with this probability a
+	// JSON payments page comes back with its records shuffled, and each
+	// pair of adjacent stream events (pairs do not overlap) is sent
+	// swapped. A stream cut can fall between the two events of a pair, so
+	// the later operation arrives and the earlier one does not.
+	Reorder float64 `json:"reorder"`
 }
 
 // MarshalJSON writes durations as strings such as "50ms".
@@ -91,6 +97,8 @@ func (f Faults) validate() error {
 		return fmt.Errorf("rate_503 %v: %w", f.Rate503, errFaultRange)
 	case f.RetryAfter < 0:
 		return fmt.Errorf("retry_after %s: %w", f.RetryAfter, errFaultRange)
+	case f.Reorder < 0 || f.Reorder > 1:
+		return fmt.Errorf("reorder %v: %w", f.Reorder, errFaultRange)
 	}
 	for _, a := range f.Hold {
 		if !strkey.IsValidEd25519PublicKey(a) {
@@ -127,7 +135,7 @@ func (s *faultState) setLocked(f Faults) {
 		s.hold[a] = true
 	}
 	s.active = f.StreamCutAfter > 0 || f.StreamCutProbability > 0 || f.ReplayOnReconnect > 0 ||
-		f.Latency > 0 || f.Rate429 > 0 || f.Rate503 > 0 || len(f.Hold) > 0
+		f.Latency > 0 || f.Rate429 > 0 || f.Rate503 > 0 || len(f.Hold) > 0 || f.Reorder > 0
 }
 
 func (s *faultState) set(f Faults) {
@@ -166,13 +174,15 @@ type streamFaults struct {
 	cutAfter int
 	cutProb  float64
 	replay   int
+	reorder  float64
 	changed  <-chan struct{}
 }
 
 func (s *faultState) streamSnapshot() streamFaults {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return streamFaults{cutAfter: s.f.StreamCutAfter, cutProb: s.f.StreamCutProbability, replay: s.f.ReplayOnReconnect, changed: s.changed}
+	return streamFaults{cutAfter: s.f.StreamCutAfter, cutProb: s.f.StreamCutProbability, replay: s.f.ReplayOnReconnect,
+		reorder: s.f.Reorder, changed: s.changed}
 }
 
 // held reports whether streams for the account are held back, and the
@@ -191,6 +201,32 @@ func (s *faultState) cutNow(p float64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.rng.Float64() < p
+}
+
+// shufflePage shuffles a JSON page's records with the Reorder probability.
+func (s *faultState) shufflePage(recs []*opRecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f.Reorder <= 0 || len(recs) < 2 || s.rng.Float64() >= s.f.Reorder {
+		return
+	}
+	s.rng.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
+}
+
+// swapAdjacent swaps each pair (i, i+1) of a stream batch with probability
+// p; a swapped pair is not swapped again with its neighbours.
+func (s *faultState) swapAdjacent(batch []*opRecord, p float64) {
+	if p <= 0 || len(batch) < 2 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i+1 < len(batch); i++ {
+		if s.rng.Float64() < p {
+			batch[i], batch[i+1] = batch[i+1], batch[i]
+			i++
+		}
+	}
 }
 
 // middleware applies latency and injected 429/503 answers. The control

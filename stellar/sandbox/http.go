@@ -413,7 +413,9 @@ func (n *Network) handlePayments(w http.ResponseWriter, r *http.Request) {
 		ops = idx.ops
 	}
 	n.mu.RUnlock()
-	writeRawJSON(w, http.StatusOK, renderPage(r, pq, selectPage(ops, pq)))
+	recs := selectPage(ops, pq)
+	n.faults.shufflePage(recs)
+	writeRawJSON(w, http.StatusOK, renderPage(r, pq, recs))
 }
 
 // selectPage picks the page's records from an id-ordered index.

@@ -76,6 +76,7 @@ func (n *Network) streamPayments(w http.ResponseWriter, r *http.Request, account
 	heartbeat := time.NewTicker(streamHeartbeat)
 	defer heartbeat.Stop()
 	buf := make([]byte, 0, 64<<10)
+	batch := make([]*opRecord, 0, streamBatch)
 	sent := 0
 	for {
 		n.mu.RLock()
@@ -90,21 +91,25 @@ func (n *Network) streamPayments(w http.ResponseWriter, r *http.Request, account
 			changed = sf.changed
 		}
 		if !held && pos < len(ops) {
+			batch = batch[:0]
+			for ; pos < len(ops) && len(batch) < streamBatch; pos++ {
+				if keep(ops[pos]) {
+					batch = append(batch, ops[pos])
+				}
+			}
+			n.faults.swapAdjacent(batch, sf.reorder)
 			buf = buf[:0]
 			cut := false
-			for count := 0; pos < len(ops) && count < streamBatch && !cut; pos++ {
-				o := ops[pos]
-				if !keep(o) {
-					continue
-				}
+			for _, o := range batch {
 				buf = append(buf, "id: "...)
 				buf = append(buf, o.base.PT...)
 				buf = append(buf, "\ndata: "...)
 				buf = append(buf, o.render(pq.join)...)
 				buf = append(buf, "\n\n"...)
-				count++
 				sent++
-				cut = sf.cutAfter > 0 && sent >= sf.cutAfter || n.faults.cutNow(sf.cutProb)
+				if cut = sf.cutAfter > 0 && sent >= sf.cutAfter || n.faults.cutNow(sf.cutProb); cut {
+					break
+				}
 			}
 			if len(buf) > 0 {
 				if _, err := w.Write(buf); err != nil {
