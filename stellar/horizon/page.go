@@ -28,7 +28,8 @@ const maxPageBytes = 64 << 20
 // most limit of them (1 to MaxPageLimit). A page shorter than limit reached
 // the end of the account's history as Horizon had it. Operations of a type
 // the SDK cannot decode come back as a bare operations.Base, as from
-// StreamPayments.
+// StreamPayments. The joined transactions come without their XDR
+// (envelope, result and meta): see stripXDR.
 func (c *Client) PaymentsPage(ctx context.Context, account, cursor string, limit int) ([]operations.Operation, error) {
 	if cursor == "" {
 		return nil, fmt.Errorf("page payments of %s: empty cursor", account)
@@ -73,7 +74,7 @@ func (c *Client) fetchPage(ctx context.Context, u string) ([]operations.Operatio
 	if buf.Len() > maxPageBytes {
 		return nil, fmt.Errorf("page larger than %d bytes", maxPageBytes)
 	}
-	body := buf.Bytes()
+	body := stripXDR(buf.Bytes())
 	var page struct {
 		Embedded struct {
 			Records []json.RawMessage `json:"records"`
@@ -84,6 +85,82 @@ func (c *Client) fetchPage(ctx context.Context, u string) ([]operations.Operatio
 	}
 	return decodeRecords(page.Embedded.Records)
 }
+
+// strippedXDR are the XDR fields of a joined transaction. Nothing
+// downstream reads them, yet they are most of a page: every payment
+// record of a transaction repeats its envelope, so a page of 100-payment
+// transactions carries each envelope 100 times, and each pass of the JSON
+// decoder (the page, then each record, then its transaction) scans them.
+var strippedXDR = [...]string{"envelope_xdr", "result_xdr", "result_meta_xdr", "fee_meta_xdr"}
+
+// stripXDR empties, in place, the string values of the keys in
+// strippedXDR, and returns body shortened accordingly. It does not parse
+// the JSON: in valid JSON a quote can only delimit a string, so a quoted
+// key followed by a colon is a key. Anything it does not recognise (a
+// value that is not a string, an unterminated string) it leaves as it is
+// for the decoder to judge.
+func stripXDR(body []byte) []byte {
+	const suffix = `_xdr"`
+	out := body[:0] // writes never overtake reads: out only shrinks
+	rest := body
+	for {
+		i := bytes.Index(rest, []byte(suffix))
+		if i < 0 {
+			break
+		}
+		end := i + len(suffix) // just past the key's closing quote
+		from, to, ok := xdrValue(rest, i, end)
+		if !ok {
+			out = append(out, rest[:end]...)
+			rest = rest[end:]
+			continue
+		}
+		out = append(out, rest[:from]...)
+		rest = rest[to:]
+	}
+	return append(out, rest...)
+}
+
+// xdrValue reports the span strictly inside the quotes of the string value
+// of the key that ends at end (its "_xdr" starting at i), when that key
+// is one of strippedXDR.
+func xdrValue(b []byte, i, end int) (from, to int, ok bool) {
+	start := bytes.LastIndexByte(b[:i], '"')
+	if start < 0 {
+		return 0, 0, false
+	}
+	key := string(b[start+1 : end-1])
+	known := false
+	for _, k := range strippedXDR {
+		known = known || key == k
+	}
+	if !known {
+		return 0, 0, false
+	}
+	j := end
+	for j < len(b) && isSpace(b[j]) {
+		j++
+	}
+	if j == len(b) || b[j] != ':' {
+		return 0, 0, false
+	}
+	j++
+	for j < len(b) && isSpace(b[j]) {
+		j++
+	}
+	if j == len(b) || b[j] != '"' {
+		return 0, 0, false
+	}
+	from = j + 1
+	// Base64 holds no quote or backslash; an escape makes it not ours.
+	n := bytes.IndexAny(b[from:], `"\`)
+	if n < 0 || b[from+n] != '"' {
+		return 0, 0, false
+	}
+	return from, from + n, true
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // decodeRecords decodes a page's records, spread over the CPUs: decoding a
 // record joined with its transaction is most of the cost of reading a

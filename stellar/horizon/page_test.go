@@ -127,3 +127,23 @@ func BenchmarkDecodeRecord(b *testing.B) {
 		}
 	})
 }
+
+func TestStripXDR(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"compact", `{"a":1,"envelope_xdr":"AAAA+/=","result_xdr":"BB","fee_meta_xdr":"C","result_meta_xdr":"D","z":2}`,
+			`{"a":1,"envelope_xdr":"","result_xdr":"","fee_meta_xdr":"","result_meta_xdr":"","z":2}`},
+		{"indented", "{\n  \"envelope_xdr\" : \"AAAA\",\n  \"memo\": \"x\"\n}", "{\n  \"envelope_xdr\" : \"\",\n  \"memo\": \"x\"\n}"},
+		{"other xdr keys stay", `{"header_xdr":"AAAA","envelope_xdr":"B"}`, `{"header_xdr":"AAAA","envelope_xdr":""}`},
+		{"in a string value", `{"memo":"envelope_xdr\":\"A","envelope_xdr":"B"}`, `{"memo":"envelope_xdr\":\"A","envelope_xdr":""}`},
+		{"not a string", `{"envelope_xdr":null,"result_xdr":"B"}`, `{"envelope_xdr":null,"result_xdr":""}`},
+		{"escape", `{"envelope_xdr":"A\"B"}`, `{"envelope_xdr":"A\"B"}`},
+		{"unterminated", `{"envelope_xdr":"AAAA`, `{"envelope_xdr":"AAAA`},
+		{"none", `{"a":"b"}`, `{"a":"b"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(stripXDR([]byte(tc.in))); got != tc.want {
+				t.Errorf("stripXDR(%s)\n = %s\nwant %s", tc.in, got, tc.want)
+			}
+		})
+	}
+}
