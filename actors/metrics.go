@@ -273,6 +273,10 @@ var (
 			"unknown (could not be read), replayed (a stream resent an operation already received).", []string{"kind"}, nil)
 	streamReconnects = prometheus.NewDesc("checkoutd_horizon_stream_reconnects_total",
 		"Horizon payment stream reconnections, by reason: closed, idle, rate_limited, unavailable, error.", []string{"reason"}, nil)
+	outOfOrder = prometheus.NewDesc("checkoutd_horizon_out_of_order_total",
+		"Breaks of Horizon's paging-token order seen by the watchers, by reason: stream (an event older than "+
+			"one streamed before it on the same connection), page (a JSON page out of order; it is sorted).",
+		[]string{"reason"}, nil)
 	watcherRetries = prometheus.NewDesc("checkoutd_watcher_retries_total",
 		"Hand-offs and lookups of the watchers that failed and were retried.", nil, nil)
 	horizonLag = prometheus.NewDesc("checkoutd_horizon_lag_seconds",
@@ -288,8 +292,9 @@ var (
 var (
 	observedDispositions = []string{string(checkout.DispositionApplied), string(checkout.DispositionLate),
 		string(checkout.DispositionWrongAsset), string(checkout.DispositionUnmatched), "already_applied"}
-	skippedKinds     = []string{"outgoing", "failed", "not_payment", "unknown", "replayed"}
-	reconnectReasons = []string{"closed", "idle", "rate_limited", "unavailable", "error"}
+	skippedKinds      = []string{"outgoing", "failed", "not_payment", "unknown", "replayed"}
+	reconnectReasons  = []string{"closed", "idle", "rate_limited", "unavailable", "error"}
+	outOfOrderReasons = []string{"stream", "page"}
 )
 
 // watchersCollector reads the watchers' counters and progress at scrape
@@ -297,7 +302,7 @@ var (
 type watchersCollector struct{ ws *Watchers }
 
 func (watchersCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{paymentsObserved, operationsSkipped, streamReconnects, watcherRetries,
+	for _, d := range []*prometheus.Desc{paymentsObserved, operationsSkipped, streamReconnects, outOfOrder, watcherRetries,
 		horizonLag, cursorAge, watchersRunning} {
 		ch <- d
 	}
@@ -315,6 +320,7 @@ func (c watchersCollector) Collect(ch chan<- prometheus.Metric) {
 	counters(paymentsObserved, observedDispositions, st.Payments)
 	counters(operationsSkipped, skippedKinds, st.Payments)
 	counters(streamReconnects, reconnectReasons, st.Reconnects)
+	counters(outOfOrder, outOfOrderReasons, st.OutOfOrder)
 	ch <- prometheus.MustNewConstMetric(watcherRetries, prometheus.CounterValue, float64(st.Retries))
 
 	now := c.ws.cfg.Clock().UnixNano()

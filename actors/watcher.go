@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,10 +27,10 @@ var errStopping = errors.New("watcher stopping")
 
 // watcher follows one receiving account. Its goroutines:
 //   - run, the owner: loads the cursor, runs the stream loop (which reads,
-//     matches and calls Observe in stream order), then waits for the
+//     matches and calls Observe in paging-token order), then waits for the
 //     hand-offs and the maintenance loop, and flushes the cursor;
-//   - maintain: flushes the low watermark and checks whether the account
-//     is caught up;
+//   - maintain: flushes the cursor (see flush) and checks whether the
+//     account is caught up;
 //   - one per payment handed off (at most MaxInFlight), awaiting its
 //     acknowledgement and retrying the hand-off until it succeeds or the
 //     watchers abort.
@@ -111,8 +113,8 @@ func (w *watcher) run() {
 	if err := w.flush(ctx); err != nil {
 		w.log.Error("final cursor flush failed; the next start replays from the last flushed cursor", "err", err)
 	}
-	low, pending := w.marks.state()
-	w.log.Info("watcher stopped", "cursor", low, "unacknowledged", pending)
+	_, pending := w.marks.state()
+	w.log.Info("watcher stopped", "cursor", w.flushed, "unacknowledged", pending)
 }
 
 // loadCursor reads the stored cursor, retrying until it succeeds or the
@@ -134,9 +136,18 @@ func (w *watcher) loadCursor() (string, bool) {
 	}
 }
 
-// stream runs the stream loop until the watchers stop. Each connection
-// resumes after the last operation received, not the durable cursor, so a
-// reconnect does not resend what is already in hand.
+// stream runs the stream loop until the watchers stop. Operations reach
+// the watcher only through sorted JSON pages (drainBacklog), read on from
+// last, the end of the pages read so far; the stream is a doorbell. Each
+// connection first reads the pages after last (after downtime or a long
+// cut that is a backlog), then streams from last, and an event after last
+// reads the pages again: one request per burst of events, which takes the
+// whole burst. The stream's own order is not trusted: Horizon promises
+// paging-token order, but a faulty Horizon or proxy can swap events and
+// cut the connection between them, and a watcher that took operations in
+// stream order and resumed after the last one would skip the earlier one
+// for good, or apply a session's payments out of ledger order. Events out
+// of order are only counted.
 func (w *watcher) stream(cursor string) {
 	ctx, cancel := contextUntil(w.stopping)
 	defer cancel()
@@ -144,21 +155,9 @@ func (w *watcher) stream(cursor string) {
 	failures := 0
 	for {
 		w.streaming.Store(true)
-		// A backlog (after downtime, or a long cut) is paged through in
-		// full JSON pages first; the stream then resumes after it.
 		received, err := w.drainBacklog(ctx, &last)
 		if err == nil {
-			err = w.cfg.Horizon.StreamPayments(ctx, w.account, last, w.cfg.WatchdogTimeout, func(op operations.Operation) error {
-				tok, err := w.handle(ctx, op, last)
-				if err != nil {
-					return err
-				}
-				if tok != "" {
-					last = tok
-					received++
-				}
-				return nil
-			})
+			err = w.streamOnce(ctx, &last, &received)
 		}
 		w.streaming.Store(false)
 		select {
@@ -201,13 +200,46 @@ func (w *watcher) stream(cursor string) {
 	}
 }
 
-// handle takes one streamed operation in stream order. It returns the
+// streamOnce runs one stream connection after *last. An event after
+// *last reads the pages after *last (drainBacklog), which moves *last past
+// it; an event at or before the connection's cursor is a replay.
+func (w *watcher) streamOnce(ctx context.Context, last *string, received *int) error {
+	from := *last
+	prev := from
+	return w.cfg.Horizon.StreamPayments(ctx, w.account, from, w.cfg.WatchdogTimeout, func(op operations.Operation) error {
+		tok := op.PagingToken()
+		if horizon.ComparePagingTokens(tok, prev) <= 0 {
+			if horizon.ComparePagingTokens(tok, from) <= 0 {
+				w.stats.payment("replayed")
+			} else {
+				w.stats.outOfOrder("stream")
+			}
+		}
+		if horizon.ComparePagingTokens(tok, prev) > 0 {
+			prev = tok
+		}
+		if horizon.ComparePagingTokens(tok, *last) <= 0 {
+			return nil // the pages already brought it
+		}
+		n, err := w.drainBacklog(ctx, last)
+		*received += n
+		return err
+	})
+}
+
+// handle takes one operation of a sorted JSON page. It returns the
 // operation's paging token once the operation is in the watermark (handed
-// off, or acknowledged at once), an empty token for a replay of an
-// operation already received, or errStopping.
-func (w *watcher) handle(ctx context.Context, op operations.Operation, last string) (string, error) {
+// off, or acknowledged at once), an empty token for an operation already
+// taken or at or before the durable cursor, or errStopping.
+func (w *watcher) handle(ctx context.Context, op operations.Operation) (string, error) {
 	tok := op.PagingToken()
-	if horizon.ComparePagingTokens(tok, last) <= 0 {
+	key, err := strconv.ParseInt(tok, 10, 64)
+	if err != nil {
+		w.log.Error("skipping an operation whose paging token is not a number", "operation_id", op.GetID(), "paging_token", tok)
+		w.stats.payment("unknown")
+		return "", nil
+	}
+	if !w.marks.take(key) {
 		w.stats.payment("replayed")
 		return "", nil
 	}
@@ -220,12 +252,12 @@ func (w *watcher) handle(ctx context.Context, op operations.Operation, last stri
 		w.log.Error("skipping an operation that cannot be normalized", "operation_id", op.GetID(),
 			"type", op.GetType(), "err", err)
 		w.stats.payment("unknown")
-		w.marks.ack(w.marks.add(tok))
+		w.marks.ack(key)
 		return tok, nil
 	}
 	if kind != horizon.KindCredit {
 		w.stats.payment(kind.String())
-		w.marks.ack(w.marks.add(tok))
+		w.marks.ack(key)
 		return tok, nil
 	}
 	if p.OperationType == horizon.TypeAccountMerge {
@@ -242,13 +274,12 @@ func (w *watcher) handle(ctx context.Context, op operations.Operation, last stri
 	case <-w.stopping:
 		return "", errStopping
 	}
-	seq := w.marks.add(tok)
 	w.inflight.Add(1)
 	if sessionID == "" {
-		go w.recordUnmatched(seq, p)
+		go w.recordUnmatched(key, p)
 		return tok, nil
 	}
-	// Observe enqueues at once, here, in stream order; the reply is awaited
+	// Observe enqueues at once, here, in paging-token order; the reply is awaited
 	// elsewhere so that one slow session does not hold up the others. A
 	// session with a payment still unacknowledged gets this one only after
 	// it (see tails).
@@ -258,7 +289,7 @@ func (w *watcher) handle(ctx context.Context, op operations.Operation, last stri
 	if prev == nil {
 		pp = w.cfg.Sessions.Observe(sessionID, p, receivedAt)
 	}
-	go w.await(seq, sessionID, p, receivedAt, pp, prev, done)
+	go w.await(key, sessionID, p, receivedAt, pp, prev, done)
 	return tok, nil
 }
 
@@ -357,7 +388,7 @@ func matchKey(p checkout.Payment) (checkout.MemoType, string, bool) {
 // prev is not nil the payment has not been handed off yet: it is, once the
 // session's previous payment is acknowledged (prev closes). done is closed
 // at the end.
-func (w *watcher) await(seq uint64, sessionID string, p checkout.Payment, receivedAt time.Time, pp *PendingPayment,
+func (w *watcher) await(key int64, sessionID string, p checkout.Payment, receivedAt time.Time, pp *PendingPayment,
 	prev <-chan struct{}, done chan struct{}) {
 	defer w.inflight.Done()
 	defer func() { <-w.sem }()
@@ -383,12 +414,12 @@ func (w *watcher) await(seq uint64, sessionID string, p checkout.Payment, receiv
 		}
 		if reply != nil && reply.AlreadyApplied || errors.Is(err, checkout.ErrAlreadyApplied) {
 			w.stats.payment("already_applied")
-			w.marks.ack(seq)
+			w.marks.ack(key)
 			return
 		}
 		if err == nil {
 			w.stats.payment(string(reply.Payment.Disposition))
-			w.marks.ack(seq)
+			w.marks.ack(key)
 			log.Info("payment recorded", "disposition", reply.Payment.Disposition,
 				"amount", p.Amount.String(), "asset", p.Asset.String(), "session_status", reply.Session.Status)
 			return
@@ -425,7 +456,7 @@ func waitReply(pp *PendingPayment, abort <-chan struct{}) (reply *PaymentReply, 
 // recordUnmatched records a credit that names no session, raising
 // payment.unmatched to every merchant of the account, retrying until it is
 // recorded or the watchers abort.
-func (w *watcher) recordUnmatched(seq uint64, p checkout.Payment) {
+func (w *watcher) recordUnmatched(key int64, p checkout.Payment) {
 	defer w.inflight.Done()
 	defer func() { <-w.sem }()
 	ctx, cancel := contextUntil(w.abort)
@@ -442,7 +473,7 @@ func (w *watcher) recordUnmatched(seq uint64, p checkout.Payment) {
 			} else {
 				w.stats.payment("already_applied")
 			}
-			w.marks.ack(seq)
+			w.marks.ack(key)
 			return
 		}
 		w.stats.retries.Add(1)
@@ -494,27 +525,45 @@ func (w *watcher) maintain(quit <-chan struct{}) {
 	}
 }
 
-// flush persists the low watermark if it moved.
+// flush persists the cursor if it can move: to the highest operation such
+// that it and every operation before it are acknowledged, among the
+// operations that sorted JSON pages read from the durable cursor listed
+// (the watermark's listed range). Such pages list every operation in their
+// range, so by induction every operation at or before the durable cursor
+// is recorded, whatever order Horizon sent, and whenever the process dies.
 func (w *watcher) flush(ctx context.Context) error {
-	low, pending := w.marks.state()
-	if low == w.flushed {
-		if pending == 0 {
+	cursor, ok := w.marks.listedPrefix()
+	if !ok || cursor == w.flushed {
+		if w.marks.covered() {
 			w.progress.cursorCurrent(w.cfg.Clock())
 		}
 		return nil
 	}
-	if err := w.cfg.DB.AdvanceCursor(ctx, persistence.Cursor{Account: w.account, PagingToken: low}); err != nil {
+	if err := w.cfg.DB.AdvanceCursor(ctx, persistence.Cursor{Account: w.account, PagingToken: cursor}); err != nil {
 		return err
 	}
-	w.flushed = low
+	w.flushed = cursor
+	w.marks.advance(cursor)
 	w.progress.cursorCurrent(w.cfg.Clock())
 	return nil
 }
 
+// sortPage puts a JSON page in paging-token order, which is Horizon's
+// contract, counting a page that broke it.
+func (w *watcher) sortPage(ops []operations.Operation) {
+	cmp := func(a, b operations.Operation) int {
+		return horizon.ComparePagingTokens(a.PagingToken(), b.PagingToken())
+	}
+	if !slices.IsSortedFunc(ops, cmp) {
+		w.stats.outOfOrder("page")
+		slices.SortStableFunc(ops, cmp)
+	}
+}
+
 // checkCaughtUp stores caught_up_to = T, the close time of Horizon's latest
 // ledger L, when every operation of the account up to ledger L is recorded:
-// nothing is unacknowledged and the first payment after the watermark, if
-// any, is in a later ledger. The recovery actor expires a session only once
+// the first payment after the durable cursor, if any, is in a later
+// ledger. The recovery actor expires a session only once
 // caught_up_to passes its expiry, so a watcher that is down or behind delays
 // expiry instead of making a punctual payment late.
 func (w *watcher) checkCaughtUp(ctx context.Context) error {
@@ -522,10 +571,7 @@ func (w *watcher) checkCaughtUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	low, pending := w.marks.state()
-	if pending > 0 {
-		return nil
-	}
+	low := w.flushed
 	op, ok, err := w.cfg.Horizon.FirstPaymentAfter(ctx, w.account, low)
 	if err != nil {
 		return err
@@ -547,60 +593,123 @@ func (w *watcher) checkCaughtUp(ctx context.Context) error {
 	return nil
 }
 
-// watermark tracks the operations of a stream in order and how far the
-// acknowledged ones reach: low is the paging token of the last operation
-// such that it and every operation before it are acknowledged. The durable
-// cursor never passes low.
+// watermark tracks the operations taken after the durable cursor (the
+// floor), by paging token, and whether each is acknowledged. listed is how
+// far sorted JSON pages read on from the floor reach: every operation in
+// (floor, listed] is taken. The cursor moves only inside that range.
 type watermark struct {
 	mu      sync.Mutex
-	low     string
-	base    uint64 // sequence number of entries[0]
-	entries []markEntry
+	floor   int64
+	listed  int64
+	ops     map[int64]bool // taken after floor: acknowledged or not
+	pending int            // how many of ops are not acknowledged
+	newest  int64          // the highest token taken, or floor
 }
 
-type markEntry struct {
-	token string
-	acked bool
-}
-
-func newWatermark(start string) *watermark { return &watermark{low: start} }
-
-// add appends an operation in stream order and returns its sequence number.
-func (m *watermark) add(token string) uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.entries = append(m.entries, markEntry{token: token})
-	return m.base + uint64(len(m.entries)) - 1
-}
-
-// ack marks an operation acknowledged and advances low over the
-// acknowledged prefix.
-func (m *watermark) ack(seq uint64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if seq < m.base || seq-m.base >= uint64(len(m.entries)) {
-		return
+func newWatermark(cursor string) *watermark {
+	floor, err := strconv.ParseInt(cursor, 10, 64)
+	if err != nil {
+		floor = -1 // not a paging token: take everything
 	}
-	m.entries[seq-m.base].acked = true
+	return &watermark{floor: floor, listed: floor, newest: floor, ops: make(map[int64]bool)}
+}
+
+// take records an operation as received and not yet acknowledged. It
+// reports false when the operation is at or before the floor or already
+// taken.
+func (m *watermark) take(key int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.ops[key]; ok || key <= m.floor {
+		return false
+	}
+	m.ops[key] = false
+	m.pending++
+	m.newest = max(m.newest, key)
+	return true
+}
+
+// ack marks a taken operation acknowledged; anything else is ignored.
+func (m *watermark) ack(key int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if acked, ok := m.ops[key]; ok && !acked {
+		m.ops[key] = true
+		m.pending--
+	}
+}
+
+// list records that a sorted JSON page read after from, up to to, had
+// every operation taken. It extends listed only when from is inside the
+// listed range, so that (floor, listed] stays without holes.
+func (m *watermark) list(from, to string) {
+	f, err1 := strconv.ParseInt(from, 10, 64)
+	t, err2 := strconv.ParseInt(to, 10, 64)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err1 == nil && err2 == nil && f <= max(m.listed, m.floor) {
+		m.listed = max(m.listed, t)
+	}
+}
+
+// listedPrefix returns the highest token in (floor, listed] such that it
+// and every operation before it are acknowledged.
+func (m *watermark) listedPrefix() (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.listed <= m.floor {
+		return "", false
+	}
+	keys := make([]int64, 0, len(m.ops))
+	for k := range m.ops {
+		if k <= m.listed {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
 	n := 0
-	for n < len(m.entries) && m.entries[n].acked {
+	for n < len(keys) && m.ops[keys[n]] {
 		n++
 	}
 	if n == 0 {
+		return "", false
+	}
+	return strconv.FormatInt(keys[n-1], 10), true
+}
+
+// covered reports whether the floor covers everything taken.
+func (m *watermark) covered() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.ops) == 0
+}
+
+// advance raises the floor to the durable cursor and forgets what is at or
+// before it.
+func (m *watermark) advance(cursor string) {
+	floor, err := strconv.ParseInt(cursor, 10, 64)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil || floor <= m.floor {
 		return
 	}
-	m.low = m.entries[n-1].token
-	m.base += uint64(n)
-	m.entries = m.entries[n:]
-	if len(m.entries) == 0 {
-		m.entries = nil // let the backing array go
+	m.floor = floor
+	m.listed = max(m.listed, floor)
+	m.newest = max(m.newest, floor)
+	for k, acked := range m.ops {
+		if k <= floor {
+			if !acked {
+				m.pending--
+			}
+			delete(m.ops, k)
+		}
 	}
 }
 
-// state returns low and the number of operations after it that are not yet
-// all acknowledged.
-func (m *watermark) state() (low string, pending int) {
+// state returns the newest token taken and how many taken operations are
+// not acknowledged.
+func (m *watermark) state() (newest int64, pending int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.low, len(m.entries)
+	return m.newest, m.pending
 }

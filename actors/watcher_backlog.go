@@ -19,25 +19,28 @@ type memoResolver interface {
 // backlogPage is one JSON page of the account's payments, with the
 // sessions its memos name resolved ahead of the hand-off.
 type backlogPage struct {
-	ops []operations.Operation
+	// after is the cursor the page was read after.
+	after string
+	ops   []operations.Operation
 	// memo holds memo cache entries (see watcher.memo) for the page.
 	memo map[string]string
 	err  error
 }
 
-// drainBacklog pages through the account's payments after *last when the
-// watcher is far behind, that is when the first page after *last is full
-// (horizon.MaxPageLimit operations). It hands each page's operations off
-// in order, exactly as the stream would, moving *last along, and stops
-// after the first page that is not full: the watcher has caught up with
-// what Horizon has, and the stream takes over from *last. It returns how
+// drainBacklog reads the account's payments after *last in JSON pages and
+// hands them off, until a page is not full: the watcher then has what
+// Horizon has. It is the only way operations reach the watcher (the stream
+// only says when to call it, see stream): each page is sorted by paging
+// token first, whatever order Horizon sent, and *last is always the end of
+// the pages read so far, so the pages read from the durable cursor are
+// contiguous, operations are handed off in paging-token order, and none is
+// skipped. Each page handed off in full is recorded in the watermark as
+// listed, which is what lets the cursor pass it (see flush). It returns how
 // many operations it took, and the error that stopped it, if any.
 //
 // The next page is fetched, decoded and its memos resolved while the
 // current one is handed off, and hand-offs are acknowledged concurrently
-// (up to MaxInFlight), so settlement, paging and decoding overlap. A
-// watcher that is not far behind pays one request per connection for
-// this, and leaves the first, short page to the stream.
+// (up to MaxInFlight), so settlement, paging and decoding overlap.
 func (w *watcher) drainBacklog(ctx context.Context, last *string) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	pages := make(chan backlogPage, 1)
@@ -51,16 +54,13 @@ func (w *watcher) drainBacklog(ctx context.Context, last *string) (int, error) {
 		<-fetched
 	}()
 	received := 0
-	for first := true; ; first = false {
+	for {
 		page, ok := <-pages
 		if !ok {
 			return received, nil
 		}
 		if page.err != nil {
 			return received, page.err
-		}
-		if first && len(page.ops) < horizon.MaxPageLimit {
-			return 0, nil
 		}
 		if len(w.memo)+len(page.memo) > maxMemoCache {
 			clear(w.memo)
@@ -69,14 +69,18 @@ func (w *watcher) drainBacklog(ctx context.Context, last *string) (int, error) {
 			w.memo[k] = id
 		}
 		for _, op := range page.ops {
-			tok, err := w.handle(ctx, op, *last)
+			tok, err := w.handle(ctx, op)
 			if err != nil {
 				return received, err
 			}
 			if tok != "" {
-				*last = tok
 				received++
 			}
+		}
+		if len(page.ops) > 0 {
+			end := page.ops[len(page.ops)-1].PagingToken()
+			w.marks.list(page.after, end)
+			*last = end
 		}
 	}
 }
@@ -88,7 +92,12 @@ func (w *watcher) fetchPages(ctx context.Context, cursor string, out chan<- back
 	defer close(out)
 	for first := true; ; first = false {
 		ops, err := w.cfg.Horizon.PaymentsPage(ctx, w.account, cursor, horizon.MaxPageLimit)
-		page := backlogPage{ops: ops, err: err}
+		if err == nil {
+			// Horizon's contract is paging-token order; the next page and
+			// the hand-off order rely on it, so a page is sorted first.
+			w.sortPage(ops)
+		}
+		page := backlogPage{after: cursor, ops: ops, err: err}
 		if err == nil && (!first || len(ops) == horizon.MaxPageLimit) {
 			page.memo = w.resolveMemos(ctx, ops)
 		}

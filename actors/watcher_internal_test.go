@@ -10,58 +10,100 @@ import (
 
 func TestWatermark(t *testing.T) {
 	m := newWatermark("100")
-	a, b, c, d := m.add("101"), m.add("102"), m.add("103"), m.add("104")
-	check := func(wantLow string, wantPending int) {
+	take := func(key int64, want bool) {
 		t.Helper()
-		low, pending := m.state()
-		if low != wantLow || pending != wantPending {
-			t.Fatalf("state = %s, %d; want %s, %d", low, pending, wantLow, wantPending)
+		if got := m.take(key); got != want {
+			t.Fatalf("take(%d) = %v, want %v", key, got, want)
 		}
 	}
-	check("100", 4)
-	m.ack(c) // out of order: nothing moves
-	check("100", 4)
-	m.ack(b)
-	check("100", 4)
-	m.ack(a) // a, b and c are now a contiguous acknowledged prefix
-	check("103", 1)
-	e := m.add("105")
-	m.ack(e)
-	check("103", 2)
-	m.ack(c) // a repeated or stale ack is harmless
-	m.ack(a)
-	check("103", 2)
-	m.ack(d)
-	check("105", 0)
-	f := m.add("106")
-	check("105", 1)
-	m.ack(f)
-	check("106", 0)
-	m.ack(f + 10) // unknown sequence numbers are ignored
-	check("106", 0)
+	take(100, false) // at the floor: already durable
+	take(99, false)
+	take(101, true)
+	take(103, true)
+	take(102, true)
+	take(103, false) // taken already
+	m.ack(103)
+	m.ack(103) // a repeated ack is harmless
+	m.ack(200) // so is an unknown one
+	if newest, pending := m.state(); newest != 103 || pending != 2 {
+		t.Fatalf("state = %d, %d; want 103, 2", newest, pending)
+	}
+	m.list("100", "103")
+	if _, ok := m.listedPrefix(); ok {
+		t.Fatal("a listed prefix while 101 is not acknowledged")
+	}
+	m.ack(101)
+	m.advance("101")
+	take(101, false) // at or below the floor
+	m.advance("50")  // the floor never goes down
+	if got, ok := m.listedPrefix(); ok {
+		t.Fatalf("listedPrefix = %s while 102 is not acknowledged", got)
+	}
+	if _, pending := m.state(); pending != 1 || m.covered() {
+		t.Fatalf("pending = %d, want 1 (102)", pending)
+	}
+	m.ack(102)
+	if got, ok := m.listedPrefix(); !ok || got != "103" {
+		t.Fatalf("listedPrefix = %s, %v; want 103", got, ok)
+	}
+	m.advance("103")
+	if newest, pending := m.state(); newest != 103 || pending != 0 || !m.covered() {
+		t.Fatalf("state = %d, %d, covered %v after advancing over everything", newest, pending, m.covered())
+	}
 }
 
 func TestWatermarkManyOutOfOrder(t *testing.T) {
 	m := newWatermark("0")
 	const n = 1000
-	seqs := make([]uint64, n)
-	for i := range n {
-		seqs[i] = m.add(strconv.Itoa(i + 1))
-	}
-	// Acknowledge every odd one, then every even one from the back: low
-	// must stay put until the first is acknowledged.
-	for i := 1; i < n; i += 2 {
-		m.ack(seqs[i])
-	}
-	for i := n - 2; i > 0; i -= 2 {
-		m.ack(seqs[i])
-		if low, _ := m.state(); low != "0" {
-			t.Fatalf("low = %s before the first operation was acknowledged", low)
+	for i := int64(n); i >= 1; i-- {
+		if !m.take(i) {
+			t.Fatalf("take(%d) = false", i)
 		}
 	}
-	m.ack(seqs[0])
-	if low, pending := m.state(); low != strconv.Itoa(n) || pending != 0 {
-		t.Fatalf("state = %s, %d; want %d, 0", low, pending, n)
+	m.list("0", strconv.Itoa(n))
+	for i := int64(2); i <= n; i++ {
+		m.ack(i)
+	}
+	if got, ok := m.listedPrefix(); ok {
+		t.Fatalf("listedPrefix = %s before the first operation was acknowledged", got)
+	}
+	m.ack(1)
+	if got, ok := m.listedPrefix(); !ok || got != strconv.Itoa(n) {
+		t.Fatalf("listedPrefix = %s, %v; want %d", got, ok, n)
+	}
+	m.advance(strconv.Itoa(n))
+	if len(m.ops) != 0 {
+		t.Fatalf("%d operations kept after the floor passed them all", len(m.ops))
+	}
+}
+
+func TestWatermarkListed(t *testing.T) {
+	m := newWatermark("100")
+	for _, k := range []int64{101, 102, 103, 105} {
+		m.take(k)
+	}
+	if _, ok := m.listedPrefix(); ok {
+		t.Fatal("a listed prefix before any page was read")
+	}
+	m.list("104", "105") // after a hole: (100, 104] is not known
+	if _, ok := m.listedPrefix(); ok {
+		t.Fatal("a page read after a hole extended the listed range")
+	}
+	m.list("100", "103")
+	m.ack(101)
+	m.ack(103)
+	if got, ok := m.listedPrefix(); !ok || got != "101" {
+		t.Fatalf("listedPrefix = %s, %v; want 101 (102 is not acknowledged)", got, ok)
+	}
+	m.ack(102)
+	m.ack(105)
+	if got, ok := m.listedPrefix(); !ok || got != "103" {
+		t.Fatalf("listedPrefix = %s, %v; want 103 (105 is not listed)", got, ok)
+	}
+	m.advance("103")
+	m.list("103", "105")
+	if got, ok := m.listedPrefix(); !ok || got != "105" {
+		t.Fatalf("listedPrefix = %s, %v; want 105", got, ok)
 	}
 }
 

@@ -113,7 +113,7 @@ var ErrWatchersStopped = errors.New("ledger watchers are stopped")
 
 // Watchers runs one ledger watcher per receiving account. Each streams its
 // account's payments from Horizon, matches them to sessions by memo or muxed
-// id, hands them to the session actors in stream order, records unmatched
+// id, hands them to the session actors in paging-token order, records unmatched
 // ones, and advances the account's durable cursor only past payments that
 // are recorded.
 type Watchers struct {
@@ -297,6 +297,11 @@ type WatcherStats struct {
 	// before), outgoing, failed, not_payment, unknown (reported and
 	// skipped), replayed (a stream resent an operation already received).
 	Payments map[string]int64
+	// OutOfOrder counts breaks of Horizon's paging-token order by reason:
+	// stream (an event older than one streamed before it on the same
+	// connection; only counted, see watcher.stream), page (a JSON page not
+	// in order; it is sorted).
+	OutOfOrder map[string]int64
 	// Retries counts hand-offs and lookups that failed and were retried.
 	Retries int64
 	// CaughtUp counts caught_up_to advances.
@@ -311,6 +316,7 @@ type counters struct {
 	mu         sync.Mutex
 	reconnects map[string]int64
 	payments   map[string]int64
+	disorder   map[string]int64
 	retries    atomic.Int64
 	caughtUp   atomic.Int64
 }
@@ -333,16 +339,28 @@ func (c *counters) payment(disposition string) {
 	c.payments[disposition]++
 }
 
+func (c *counters) outOfOrder(reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.disorder == nil {
+		c.disorder = make(map[string]int64)
+	}
+	c.disorder[reason]++
+}
+
 func (c *counters) snapshot() WatcherStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := WatcherStats{Reconnects: maps.Clone(c.reconnects), Payments: maps.Clone(c.payments),
-		Retries: c.retries.Load(), CaughtUp: c.caughtUp.Load()}
+		OutOfOrder: maps.Clone(c.disorder), Retries: c.retries.Load(), CaughtUp: c.caughtUp.Load()}
 	if s.Reconnects == nil {
 		s.Reconnects = map[string]int64{}
 	}
 	if s.Payments == nil {
 		s.Payments = map[string]int64{}
+	}
+	if s.OutOfOrder == nil {
+		s.OutOfOrder = map[string]int64{}
 	}
 	return s
 }
