@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"time"
 
@@ -60,6 +61,9 @@ func SandboxCredits(ctx context.Context, hc *http.Client, sandboxURL, account, a
 			return nil, fmt.Errorf("sandbox payments of %s: %w", account, err)
 		}
 		recs := body.Embedded.Records
+		// The sandbox may be reordering pages (a fault); ledger order is
+		// what the next cursor and the checker rely on.
+		sort.Slice(recs, func(i, j int) bool { return opIDLess(recs[i].PagingToken, recs[j].PagingToken) })
 		for _, r := range recs {
 			if !r.Successful {
 				continue

@@ -52,13 +52,18 @@ var sandboxPhases = []sandboxPhase{
 	{"burst_429", `{"rate_429": 0.5, "retry_after": "1s"}`},
 	{"burst_503", `{"rate_503": 0.5}`},
 	{"latency", `{"latency": "300ms"}`},
+	// Pages shuffled and adjacent stream events swapped; with cuts, a cut
+	// falls between a swapped pair and the stream skips an operation.
+	{"reorder", `{"reorder": 0.5}`},
+	{"reorder_with_cuts", `{"reorder": 0.5, "stream_cut_probability": 0.2}`},
 	{"hold", ``}, // streams of one merchant's account held, then released
 }
 
 // TestSandboxFaults drives load while the sandbox cuts streams, replays
 // events from before the cursor on reconnect, answers 429 and 503 in
-// bursts, adds latency and holds a stream back, in a seeded order. The
-// sandbox cannot reorder pages, so that fault is not injected.
+// bursts, adds latency, holds a stream back, and reorders (shuffles JSON
+// pages and swaps adjacent stream events, with and without cuts), in a
+// seeded order.
 func TestSandboxFaults(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
