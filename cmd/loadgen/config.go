@@ -80,7 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.Duration, "duration", 5*time.Minute, "the most the load and its settling may take; the run stops by itself then")
 	fs.Float64Var(&c.Rate, "rate", 0, "open loop: start this many sessions per second at fixed intervals (0: closed loop, see --concurrency)")
 	fs.IntVar(&c.Concurrency, "concurrency", 32, "closed loop: how many sessions are in flight at once, each started when one finishes")
-	fs.StringVar(&mixSpec, "mix", defaultMix, "proportions of the kinds of payment: exact, partial, overpaid, wrong_asset, late")
+	fs.StringVar(&mixSpec, "mix", defaultMix, "proportions of the kinds of payment: exact, partial, overpaid, wrong_asset, late, unpaid (created, never paid)")
 	fs.StringVar(&memoTypes, "memo-types", "text,id,muxed", "memo types the sessions use, in turn")
 	fs.StringVar(&c.LateMode, "late", lateCancel, "how late sessions close before they are paid: cancel (through the API) or expire (expires_in 60 s, paid after it)")
 	fs.IntVar(&c.Customers, "customers", 0, "customer accounts funded through friendbot (0: one per concurrent session, at most 200)")

@@ -26,10 +26,14 @@ const (
 	// kindLate pays the full amount after the session closed: canceled
 	// through the API, or expired (--late).
 	kindLate kind = "late"
+	// kindUnpaid creates the session and pays nothing: with a mix of
+	// only this kind a run is session creation alone, and the sessions it
+	// leaves open can be counted toward the active ones.
+	kindUnpaid kind = "unpaid"
 )
 
 // kinds lists every kind in the order reports show them.
-var kinds = []kind{kindExact, kindPartial, kindOverpaid, kindWrongAsset, kindLate}
+var kinds = []kind{kindExact, kindPartial, kindOverpaid, kindWrongAsset, kindLate, kindUnpaid}
 
 const defaultMix = "exact=70,partial=10,overpaid=10,wrong_asset=5,late=5"
 
@@ -50,7 +54,7 @@ func parseMix(spec string) (mix, error) {
 		}
 		k := kind(strings.TrimSpace(name))
 		if !slices.Contains(kinds, k) {
-			return nil, fmt.Errorf("unknown kind %q: want exact, partial, overpaid, wrong_asset or late", k)
+			return nil, fmt.Errorf("unknown kind %q: want exact, partial, overpaid, wrong_asset, late or unpaid", k)
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(w))
 		if err != nil || n < 0 {
@@ -152,6 +156,8 @@ func expect(k kind, lateMode string) expectation {
 	case kindWrongAsset:
 		return expectation{"open", "unpaid", []string{"wrong_asset"},
 			map[string]int{"payment.wrong_asset": 1}}
+	case kindUnpaid:
+		return expectation{"open", "unpaid", nil, map[string]int{}}
 	case kindLate:
 		if lateMode == lateExpire {
 			return expectation{"expired", "unpaid", []string{"late"},
@@ -161,6 +167,17 @@ func expect(k kind, lateMode string) expectation {
 			map[string]int{"checkout.session.canceled": 1, "payment.late": 1}}
 	}
 	panic("unknown kind " + string(k))
+}
+
+// pays reports whether any session of the mix is paid, so that the run
+// needs customers on the sandbox.
+func (m mix) pays() bool {
+	for k, w := range m {
+		if k != kindUnpaid && w > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // completes reports whether sessions of kind k end complete, so that they

@@ -34,7 +34,7 @@ func TestAssignKeepsProportionsAndEveryKind(t *testing.T) {
 		if n == 500 && (count[kindExact] != 350 || count[kindLate] != 25 || count[kindWrongAsset] != 25) {
 			t.Errorf("500 sessions: %v", count)
 		}
-		if n >= 20 && len(count) != len(kinds) {
+		if n >= 20 && len(count) != len(m) {
 			t.Errorf("%d sessions miss a kind: %v", n, count)
 		}
 	}

@@ -103,7 +103,7 @@ func drive(parent context.Context, cfg config, stderr io.Writer) (*result, error
 		r.apis = append(r.apis, &apiClient{base: cfg.APIURL, key: k, http: hc, stats: stats})
 	}
 
-	setupCtx, cancelSetup := context.WithTimeout(parent, 2*time.Minute)
+	setupCtx, cancelSetup := context.WithTimeout(parent, r.setupTimeout())
 	defer cancelSetup()
 	if err := r.preflight(setupCtx, hc); err != nil {
 		return nil, err
@@ -120,8 +120,10 @@ func drive(parent context.Context, cfg config, stderr io.Writer) (*result, error
 	}
 	fmt.Fprintf(stderr, "loadgen run %s: %d sessions (%s), %s, %d merchant(s), webhooks at %s\n",
 		r.runID, cfg.Sessions, cfg.Mix, r.pacing(), len(r.apis), srv.url("/hooks/…"))
-	if err := r.setupChain(setupCtx, stderr); err != nil {
-		return nil, err
+	if cfg.Mix.pays() {
+		if err := r.setupChain(setupCtx, stderr); err != nil {
+			return nil, err
+		}
 	}
 	cancelSetup()
 
@@ -267,6 +269,18 @@ func (r *runner) setupChain(ctx context.Context, stderr io.Writer) error {
 	return nil
 }
 
+// setupTimeout bounds the setup: two minutes, plus two seconds for each
+// friendbot grant fundCustomers will ask for, since friendbot funds one
+// account a ledger and a long run's customers need many grants.
+func (r *runner) setupTimeout() time.Duration {
+	if !r.cfg.Mix.pays() {
+		return 2 * time.Minute
+	}
+	perTreasury := max(1, min(int(friendbotBudget/r.customerBalance()), r.cfg.Customers))
+	grants := (r.cfg.Customers + perTreasury - 1) / perTreasury
+	return 2*time.Minute + time.Duration(grants)*2*time.Second
+}
+
 // maxSessionCost bounds what one session costs its customer: the largest
 // amount plan picks, the overpayment and fees.
 const maxSessionCost = (maxAmountXLM + 3) * stroopsPerUnit
@@ -368,6 +382,10 @@ func (r *runner) driveSession(ctx context.Context, s *sessionRun) error {
 	}
 	s.ID = sess.ID
 	r.progress.Created.Add(1)
+	if s.Kind == kindUnpaid {
+		s.Finished = s.CreateDone
+		return nil
+	}
 	exp := expect(s.Kind, r.cfg.LateMode)
 	done := r.rcv.expect(s.ID, exp.Events)
 

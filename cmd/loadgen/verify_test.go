@@ -18,6 +18,7 @@ func finished(k kind, lateMode string) (*sessionRun, sessionHooksCopy) {
 		amounts = []stroops{4 * stroopsPerUnit, 6 * stroopsPerUnit}
 	case kindOverpaid:
 		amounts = []stroops{115 * stroopsPerUnit / 10}
+	case kindUnpaid:
 	default:
 		amounts = []stroops{10 * stroopsPerUnit}
 	}
