@@ -340,8 +340,17 @@ func benchmarkObserveLatencyPaced(b *testing.B, interval time.Duration) {
 // BenchmarkActorMemory activates 10,000 session actors and measures the
 // live heap they add, against the heap the same sessions take as plain
 // values. Run it with -benchtime 1x: each run measures all 10,000 at once.
+// CHECKOUTD_ACTOR_SESSIONS sets another number of actors. It also reports
+// the whole test process's resident set (VmRSS) with every actor active:
+// the harness and Postgres pool included, so an upper bound for them.
 func BenchmarkActorMemory(b *testing.B) {
-	const n = 10_000
+	n := 10_000
+	if v := os.Getenv("CHECKOUTD_ACTOR_SESSIONS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
 	e := newBenchEnv(b, n, 0, actors.Config{IdleTimeout: time.Hour})
 	ctx := context.Background()
 
@@ -354,17 +363,38 @@ func BenchmarkActorMemory(b *testing.B) {
 		loaded[i], err = e.db.GetSession(ctx, e.sessions[i].ID)
 		return err
 	})
-	sessionBytes := float64(liveHeap()-before) / n
+	sessionBytes := float64(liveHeap()-before) / float64(n)
 	runtime.KeepAlive(loaded)
 	loaded = nil
 
 	before = liveHeap()
 	e.activateAll(b)
-	actorBytes := float64(liveHeap()-before) / n
+	actorBytes := float64(liveHeap()-before) / float64(n)
 
 	b.ReportMetric(actorBytes, "bytes/actor")
 	b.ReportMetric(sessionBytes, "session-bytes")
 	b.ReportMetric(actorBytes-sessionBytes, "overhead-bytes/actor")
+	b.ReportMetric(float64(residentBytes(b))/(1<<20), "rss-MiB")
+}
+
+// residentBytes is this process's resident set size, from /proc.
+func residentBytes(tb testing.TB) int64 {
+	tb.Helper()
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	tb.Fatal("no VmRSS in /proc/self/status")
+	return 0
 }
 
 // liveHeap is the heap in use after garbage collection.
