@@ -153,10 +153,10 @@ func countRows(t *testing.T, db *persistence.DB, dsn string) int {
 	return n
 }
 
-// TestServeEndToEnd runs `checkoutd merchant create` and then the real
-// serve against a sandbox network, and uses the printed key over HTTP.
-func TestServeEndToEnd(t *testing.T) {
-	dsn := pgtest.New(t)
+// startSandbox runs a sandbox network closing a ledger every 100 ms,
+// served over HTTP on 127.0.0.1, until the test ends.
+func startSandbox(t *testing.T) (*sandbox.Network, *httptest.Server) {
+	t.Helper()
 	n, err := sandbox.New(sandbox.Config{LedgerClose: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -164,11 +164,19 @@ func TestServeEndToEnd(t *testing.T) {
 	hsrv := httptest.NewServer(n.Handler())
 	t.Cleanup(hsrv.Close)
 	t.Cleanup(func() { _ = n.Close() })
-	nctx, ncancel := context.WithCancel(context.Background())
-	t.Cleanup(ncancel)
-	if err := n.Start(nctx); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return n, hsrv
+}
+
+// TestServeEndToEnd runs `checkoutd merchant create` and then the real
+// serve against a sandbox network, and uses the printed key over HTTP.
+func TestServeEndToEnd(t *testing.T) {
+	dsn := pgtest.New(t)
+	n, hsrv := startSandbox(t)
 	kp := keypair.MustRandom()
 	if err := n.Fund(context.Background(), kp.Address()); err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"runtime"
@@ -24,7 +23,6 @@ import (
 	"github.com/stellar/go-stellar-sdk/keypair"
 
 	"github.com/checkoutd/checkoutd/persistence/pgtest"
-	"github.com/checkoutd/checkoutd/stellar/sandbox"
 )
 
 // served is `checkoutd serve` run in-process by a test, on 127.0.0.1, with
@@ -42,18 +40,7 @@ type served struct {
 func startServed(t *testing.T, logger *slog.Logger, extra ...string) *served {
 	t.Helper()
 	dsn := pgtest.New(t)
-	n, err := sandbox.New(sandbox.Config{LedgerClose: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hsrv := httptest.NewServer(n.Handler())
-	t.Cleanup(hsrv.Close)
-	t.Cleanup(func() { _ = n.Close() })
-	nctx, ncancel := context.WithCancel(context.Background())
-	t.Cleanup(ncancel)
-	if err := n.Start(nctx); err != nil {
-		t.Fatal(err)
-	}
+	n, hsrv := startSandbox(t)
 	kp := keypair.MustRandom()
 	if err := n.Fund(context.Background(), kp.Address()); err != nil {
 		t.Fatal(err)

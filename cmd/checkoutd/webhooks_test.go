@@ -18,7 +18,6 @@ import (
 	"github.com/stellar/go-stellar-sdk/txnbuild"
 
 	"github.com/checkoutd/checkoutd/persistence/pgtest"
-	"github.com/checkoutd/checkoutd/stellar/sandbox"
 	"github.com/checkoutd/checkoutd/stellar/sandbox/wallet"
 )
 
@@ -152,18 +151,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // deliver to the one already registered.
 func TestServeDeliversWebhooks(t *testing.T) {
 	dsn := pgtest.New(t)
-	n, err := sandbox.New(sandbox.Config{LedgerClose: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hsrv := httptest.NewServer(n.Handler())
-	t.Cleanup(hsrv.Close)
-	t.Cleanup(func() { _ = n.Close() })
-	nctx, ncancel := context.WithCancel(context.Background())
-	t.Cleanup(ncancel)
-	if err := n.Start(nctx); err != nil {
-		t.Fatal(err)
-	}
+	n, hsrv := startSandbox(t)
 	merchantKP, payer := keypair.MustRandom(), keypair.MustRandom()
 	for _, kp := range []*keypair.Full{merchantKP, payer} {
 		if err := n.Fund(context.Background(), kp.Address()); err != nil {
