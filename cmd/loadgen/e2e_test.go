@@ -132,7 +132,7 @@ func TestLoadAgainstCheckoutdDev(t *testing.T) {
 	d := startDev(t)
 	keys := d.apiKey + "," + d.secondMerchant(t)
 	common := []string{"--api", d.api, "--sandbox", d.sandbox, "--api-key", keys, "--dev-env", "",
-		"--mix", "exact=40,partial=15,overpaid=15,wrong_asset=15,late=15", "--progress", "none",
+		"--mix", "exact=35,partial=15,overpaid=15,wrong_asset=15,late=10,unpaid=10", "--progress", "none",
 		"--duration", "3m", "--settle", "45s", "--json"}
 	for _, mode := range []struct {
 		name string
