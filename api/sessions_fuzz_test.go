@@ -113,14 +113,21 @@ func (f *fuzzAPI) state(t testing.TB) dbState {
 }
 
 // checkResponse holds for every answer: no 5xx, a JSON body, an error
-// object on every 4xx, and nothing of merchant B in A's answers.
-func (f *fuzzAPI) checkResponse(t *testing.T, what string, rec *httptest.ResponseRecorder) {
+// object on every 4xx, and nothing of merchant B in A's answers. A request
+// that names B's session itself (sent holds the path and query) may hear
+// its own path echoed in an error message; B's session as a value, "cs_…",
+// is still a leak.
+func (f *fuzzAPI) checkResponse(t *testing.T, what, sent string, rec *httptest.ResponseRecorder) {
 	t.Helper()
 	body := rec.Body.String()
 	if rec.Code >= 500 {
 		t.Fatalf("%s: status %d: %s", what, rec.Code, body)
 	}
-	if strings.Contains(body, f.b.session) || strings.Contains(body, f.b.id) {
+	session := f.b.session
+	if strings.Contains(sent, session) {
+		session = `"` + session + `"`
+	}
+	if strings.Contains(body, session) || strings.Contains(body, f.b.id) {
 		t.Fatalf("%s: A's answer shows B's session or id: %s", what, body)
 	}
 	if rec.Code < 300 {
@@ -176,7 +183,7 @@ func FuzzSessionCreate(f *testing.F) {
 			hdr["Idempotency-Key"] = idem
 		}
 		rec := api.serve(http.MethodPost, "/v1/checkout/sessions", "", api.a.key, body, hdr)
-		api.checkResponse(t, "POST /v1/checkout/sessions", rec)
+		api.checkResponse(t, "POST /v1/checkout/sessions", "", rec)
 		after := api.state(t)
 		replayed := rec.Header().Get("Idempotent-Replayed") == "true"
 		switch {
@@ -237,7 +244,7 @@ func FuzzListQuery(f *testing.F) {
 		}
 		before := api.state(t)
 		rec := api.serve(http.MethodGet, path, query, api.a.key, "", nil)
-		api.checkResponse(t, "GET "+path+"?"+query, rec)
+		api.checkResponse(t, "GET "+path+"?"+query, path+"?"+query, rec)
 		if after := api.state(t); after != before {
 			t.Fatalf("GET %s?%s changed the database: %+v → %+v", path, query, before, after)
 		}
@@ -266,7 +273,7 @@ func FuzzWebhookEndpointCreate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		before := api.state(t)
 		rec := api.serve(http.MethodPost, "/v1/webhook_endpoints", "", api.a.key, body, nil)
-		api.checkResponse(t, "POST /v1/webhook_endpoints", rec)
+		api.checkResponse(t, "POST /v1/webhook_endpoints", "", rec)
 		after := api.state(t)
 		if rec.Code == http.StatusCreated {
 			if after.endpoints != before.endpoints+1 {
