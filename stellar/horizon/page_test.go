@@ -126,6 +126,14 @@ func BenchmarkDecodeRecord(b *testing.B) {
 			}
 		}
 	})
+	b.Run("decodeLeanPage", func(b *testing.B) {
+		page := []byte(`{"_embedded":{"records":[` + string(rec) + `]}}`)
+		for b.Loop() {
+			if _, ok := decodeLeanPage(page); !ok {
+				b.Fatal("not decoded")
+			}
+		}
+	})
 }
 
 func TestStripXDR(t *testing.T) {
@@ -145,5 +153,51 @@ func TestStripXDR(t *testing.T) {
 				t.Errorf("stripXDR(%s)\n = %s\nwant %s", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestLeanPageDecodesPaymentsPages checks that a page of the payments
+// endpoint's operation types takes the one-pass path, and that anything
+// else is left to the SDK's decoding.
+func TestLeanPageDecodesPaymentsPages(t *testing.T) {
+	page := func(records ...string) []byte {
+		return []byte(`{"_links":{},"_embedded":{"records":[` + strings.Join(records, ",") + `]}}`)
+	}
+	known := []string{
+		paymentJSON("101"),
+		fixture("path_payment_strict_receive", 2, true, "text", "M", `"asset_type":"native","from":"`+customer+`","to":"`+merchant+`","amount":"10.0000000","path":[],"source_amount":"1","source_max":"2","source_asset_type":"native"`),
+		fixture("path_payment_strict_send", 13, true, "id", "42", `"asset_type":"native","from":"`+customer+`","to":"`+merchant+`","amount":"1.0000000","source_amount":"1.0000000","source_asset_type":"native","destination_min":"1.0000000"`),
+		fixture("create_account", 0, true, "none", "", `"funder":"`+customer+`","account":"`+merchant+`","starting_balance":"5.0000000"`),
+		fixture("account_merge", 8, true, "none", "", `"account":"`+customer+`","into":"`+merchant+`"`),
+		fixture("invoke_host_function", 24, true, "none", "", `"function":"HostFunctionTypeHostFunctionTypeInvokeContract","parameters":[]`),
+	}
+	ops, ok := decodeLeanPage(page(known...))
+	if !ok || len(ops) != len(known) {
+		t.Fatalf("decodeLeanPage = %d operations, %v; want %d", len(ops), ok, len(known))
+	}
+	for i, rec := range known {
+		want, err := DecodeOperation([]byte(rec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reflect.TypeOf(ops[i]) != reflect.TypeOf(want) {
+			t.Errorf("record %d: %T, the SDK decodes %T", i, ops[i], want)
+		}
+		gp, gk, gerr := Normalize(ops[i], merchant)
+		wp, wk, werr := Normalize(want, merchant)
+		if !reflect.DeepEqual(gp, wp) || gk != wk || (gerr == nil) != (werr == nil) {
+			t.Errorf("record %d: lean %+v %v %v; SDK %+v %v %v", i, gp, gk, gerr, wp, wk, werr)
+		}
+	}
+	for name, body := range map[string][]byte{
+		"unknown type":     page(paymentJSON("101"), strings.Replace(paymentJSON("102"), `"type_i":1`, `"type_i":10`, 1)),
+		"no paging token":  page(`{"id":"1","type_i":1}`),
+		"not a page":       []byte(`{"_embedded":{"records":{}}}`),
+		"invalid JSON":     []byte(`{"_embedded":`),
+		"amount not words": page(strings.Replace(paymentJSON("101"), `"amount":"1.0000000"`, `"amount":1`, 1)),
+	} {
+		if _, ok := decodeLeanPage(body); ok {
+			t.Errorf("%s: decoded by the lean path", name)
+		}
 	}
 }
