@@ -393,12 +393,14 @@ func (w *watcher) await(key int64, sessionID string, p checkout.Payment, receive
 	defer w.inflight.Done()
 	defer func() { <-w.sem }()
 	defer w.unchainSession(sessionID, done)
-	log := w.log.With("session_id", sessionID, "operation_id", p.OperationID)
+	// Built only when something is logged: With formats its attributes
+	// at once, and most hand-offs log nothing.
+	log := func() *slog.Logger { return w.log.With("session_id", sessionID, "operation_id", p.OperationID) }
 	if prev != nil {
 		select {
 		case <-prev:
 		case <-w.abort:
-			log.Warn("abandoning an unacknowledged payment; it is replayed from the cursor on the next start")
+			log().Warn("abandoning an unacknowledged payment; it is replayed from the cursor on the next start")
 			return
 		}
 		pp = w.cfg.Sessions.Observe(sessionID, p, receivedAt)
@@ -409,7 +411,7 @@ func (w *watcher) await(key int64, sessionID string, p checkout.Payment, receive
 		}
 		reply, aborted, err := waitReply(pp, w.abort)
 		if aborted {
-			log.Warn("abandoning an unacknowledged payment; it is replayed from the cursor on the next start")
+			log().Warn("abandoning an unacknowledged payment; it is replayed from the cursor on the next start")
 			return
 		}
 		if reply != nil && reply.AlreadyApplied || errors.Is(err, checkout.ErrAlreadyApplied) {
@@ -420,14 +422,19 @@ func (w *watcher) await(key int64, sessionID string, p checkout.Payment, receive
 		if err == nil {
 			w.stats.payment(string(reply.Payment.Disposition))
 			w.marks.ack(key)
-			log.Info("payment recorded", "disposition", reply.Payment.Disposition,
-				"amount", p.Amount.String(), "asset", p.Asset.String(), "session_status", reply.Session.Status)
+			// Debug: the payments table is the record, and
+			// checkoutd_payments_total counts them; at thousands a second
+			// a line each is noise that costs CPU.
+			if w.log.Enabled(context.Background(), slog.LevelDebug) {
+				log().Debug("payment recorded", "disposition", reply.Payment.Disposition,
+					"amount", p.Amount.String(), "asset", p.Asset.String(), "session_status", reply.Session.Status)
+			}
 			return
 		}
 		w.stats.retries.Add(1)
-		log.Warn("payment hand-off failed; retrying", "err", err, "attempt", attempt)
+		log().Warn("payment hand-off failed; retrying", "err", err, "attempt", attempt)
 		if !sleep(backoff(attempt, w.cfg.MinBackoff, w.cfg.MaxBackoff), w.abort) {
-			log.Warn("abandoning an unacknowledged payment; it is replayed from the cursor on the next start")
+			log().Warn("abandoning an unacknowledged payment; it is replayed from the cursor on the next start")
 			return
 		}
 	}

@@ -74,12 +74,18 @@ func BenchmarkSettleBatch(b *testing.B) {
 			settleOnce() // connect and prepare outside the clock
 			rows := 0
 			pids := backends(b, raw)
+			wal0 := walLSN(b, raw)
 			pg0, self0 := pidsCPU(pids), selfCPU()
 			for b.Loop() {
 				settleOnce()
 				rows += size
 			}
 			pg, self := pidsCPU(pids)-pg0, selfCPU()-self0
+			// WAL written in the loop, the whole cluster's: a measure of the
+			// writes a settlement makes (heap and index entries) that the
+			// machine's load does not change, when nothing else writes to
+			// this cluster (pgtest's own, without DATABASE_URL).
+			b.ReportMetric(float64(walLSN(b, raw)-wal0)/float64(rows), "wal-B/row")
 			per := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(rows) }
 			b.ReportMetric(per(b.Elapsed()), "wall-µs/row")
 			b.ReportMetric(per(self), "cpu-µs/row")
@@ -184,4 +190,14 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// walLSN is the cluster's current WAL insert position, in bytes.
+func walLSN(b *testing.B, conn *pgx.Conn) int64 {
+	b.Helper()
+	var n int64
+	if err := conn.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn() - '0/0'`).Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
