@@ -18,6 +18,7 @@ import (
 	checkout "github.com/checkoutd/checkoutd"
 	"github.com/checkoutd/checkoutd/persistence"
 	"github.com/checkoutd/checkoutd/persistence/pgtest"
+	"github.com/checkoutd/checkoutd/webhooks"
 )
 
 // BenchmarkSettleBatch commits batches of one-payment settlements to
@@ -105,6 +106,14 @@ func benchSessions(b *testing.B, db *persistence.DB, n int) []checkout.Session {
 		b.Fatal(err)
 	}
 	if err := db.CreateMerchant(ctx, m); err != nil {
+		b.Fatal(err)
+	}
+	// As in production, the merchant has a webhook endpoint, so each
+	// event fans out to a delivery.
+	if err := db.CreateWebhookEndpoint(ctx, persistence.WebhookEndpoint{
+		ID: checkout.NewID(webhooks.PrefixEndpoint), MerchantID: m.ID, URL: "https://example.com/hook",
+		EventTypes: []string{"*"}, Secret: webhooks.NewSecret(), CreatedAt: time.Now(),
+	}); err != nil {
 		b.Fatal(err)
 	}
 	sessions := make([]checkout.Session, n)

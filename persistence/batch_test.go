@@ -3,6 +3,8 @@ package persistence_test
 import (
 	"errors"
 	"reflect"
+	"slices"
+	"sort"
 	"testing"
 	"time"
 
@@ -343,5 +345,58 @@ func hasCode(code string) func(error) bool {
 	return func(err error) bool {
 		var e *checkout.Error
 		return errors.As(err, &e) && e.Code == code
+	}
+}
+
+// TestSettleBatchFansOutEveryEvent commits a batch as one statement to a
+// merchant with webhook endpoints: every event of every row gets one
+// delivery per matching enabled endpoint (the fan-out trigger runs once
+// for the statement), and a refused row's events get none.
+func TestSettleBatchFansOutEveryEvent(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	m := st.merchant(t, "Acme", account(t, 1))
+	other := st.merchant(t, "Other", account(t, 2))
+	all := st.endpoint(t, m, "*")
+	completed := st.endpoint(t, m, string(checkout.EventSessionCompleted))
+	disabled := st.endpoint(t, m, "*")
+	st.exec(t, `UPDATE webhook_endpoints SET status = 'disabled', disabled_at = now() WHERE id = $1`, disabled.ID)
+	st.endpoint(t, other, "*")
+
+	var rows []persistence.Settlement
+	for i := range 12 {
+		s := st.session(t, m, 100*unit, checkout.NativeAsset)
+		amount := checkout.Amount(100 * unit) // completes: two events
+		if i%3 == 0 {
+			amount = 40 * unit // partial: one event
+		}
+		rows = append(rows, st.decide(t, s.ID, checkout.PaymentObserved{Payment: payment(s, amount, checkout.NativeAsset, st.now)}))
+	}
+	stale := st.session(t, m, 100*unit, checkout.NativeAsset)
+	staleRow := st.decide(t, stale.ID, checkout.PaymentObserved{Payment: payment(stale, 100*unit, checkout.NativeAsset, st.now)})
+	st.mustApply(t, stale.ID, checkout.PaymentObserved{Payment: payment(stale, 5*unit, checkout.NativeAsset, st.now)})
+	before := st.deliveryTargets(t)
+	rows = append(rows, staleRow)
+
+	errs := st.db.SettleBatch(t.Context(), rows)
+	var want []string
+	want = append(want, before...)
+	for i, r := range rows[:len(rows)-1] {
+		if errs[i] != nil {
+			t.Fatalf("row %d: %v", i, errs[i])
+		}
+		for _, e := range r.Transition.Events {
+			want = append(want, all.ID+" "+string(e.Type))
+			if e.Type == checkout.EventSessionCompleted {
+				want = append(want, completed.ID+" "+string(e.Type))
+			}
+		}
+	}
+	if !errors.Is(errs[len(rows)-1], checkout.ErrVersionConflict) {
+		t.Fatalf("stale row: %v, want a version conflict", errs[len(rows)-1])
+	}
+	sort.Strings(want)
+	if got := st.deliveryTargets(t); !slices.Equal(got, want) {
+		t.Fatalf("deliveries:\n got  %v\n want %v", got, want)
 	}
 }
