@@ -206,8 +206,7 @@ func (w *watcher) stream(cursor string) {
 func (w *watcher) streamOnce(ctx context.Context, last *string, received *int) error {
 	from := *last
 	prev := from
-	return w.cfg.Horizon.StreamPayments(ctx, w.account, from, w.cfg.WatchdogTimeout, func(op operations.Operation) error {
-		tok := op.PagingToken()
+	return w.cfg.Horizon.StreamPaymentTokens(ctx, w.account, from, w.cfg.WatchdogTimeout, func(tok string) error {
 		if horizon.ComparePagingTokens(tok, prev) <= 0 {
 			if horizon.ComparePagingTokens(tok, from) <= 0 {
 				w.stats.payment("replayed")

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/stellar/go-stellar-sdk/protocols/horizon/operations"
 )
 
 func newTestClient(t *testing.T, h http.Handler) *Client {
@@ -30,7 +28,7 @@ func paymentJSON(token string) string {
 	return strings.ReplaceAll(js, "528280981505", token)
 }
 
-func TestStreamPayments(t *testing.T) {
+func TestStreamPaymentTokens(t *testing.T) {
 	var gotQuery string
 	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotQuery = r.URL.Path + "?" + r.URL.RawQuery
@@ -43,26 +41,22 @@ func TestStreamPayments(t *testing.T) {
 		fmt.Fprint(w, "event: close\ndata: \"byebye\"\n\n")
 	}))
 	var tokens []string
-	err := c.StreamPayments(context.Background(), merchant, "100", time.Second, func(op operations.Operation) error {
-		p, kind, err := Normalize(op, merchant)
-		if err != nil || kind != KindCredit {
-			return fmt.Errorf("normalize: %v %v", kind, err)
-		}
-		tokens = append(tokens, op.PagingToken()+":"+p.Memo)
+	err := c.StreamPaymentTokens(context.Background(), merchant, "100", time.Second, func(tok string) error {
+		tokens = append(tokens, tok)
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("StreamPayments: %v", err)
+		t.Fatalf("StreamPaymentTokens: %v", err)
 	}
-	if want := "/accounts/" + merchant + "/payments?cursor=100&join=transactions"; gotQuery != want {
+	if want := "/accounts/" + merchant + "/payments?cursor=100"; gotQuery != want {
 		t.Errorf("request = %s, want %s", gotQuery, want)
 	}
-	if got := strings.Join(tokens, ","); got != "101:M101,102:M102" {
-		t.Errorf("operations = %s", got)
+	if got := strings.Join(tokens, ","); got != "101,102" {
+		t.Errorf("paging tokens = %s", got)
 	}
 }
 
-func TestStreamPaymentsIdleWatchdog(t *testing.T) {
+func TestStreamPaymentTokensIdleWatchdog(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +75,7 @@ func TestStreamPaymentsIdleWatchdog(t *testing.T) {
 		}
 	}))
 	start := time.Now()
-	err := c.StreamPayments(context.Background(), merchant, "1", 150*time.Millisecond, func(operations.Operation) error { return nil })
+	err := c.StreamPaymentTokens(context.Background(), merchant, "1", 150*time.Millisecond, func(string) error { return nil })
 	if !errors.Is(err, ErrStreamIdle) {
 		t.Fatalf("err = %v, want ErrStreamIdle", err)
 	}
@@ -90,7 +84,7 @@ func TestStreamPaymentsIdleWatchdog(t *testing.T) {
 	}
 }
 
-func TestStreamPaymentsCancel(t *testing.T) {
+func TestStreamPaymentTokensCancel(t *testing.T) {
 	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.(http.Flusher).Flush()
@@ -98,7 +92,7 @@ func TestStreamPaymentsCancel(t *testing.T) {
 	}))
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
-	err := c.StreamPayments(ctx, merchant, "1", 0, func(operations.Operation) error { return nil })
+	err := c.StreamPaymentTokens(ctx, merchant, "1", 0, func(string) error { return nil })
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -117,7 +111,7 @@ func TestStatusErrors(t *testing.T) {
 		fmt.Fprint(w, `{"type":"service_unavailable","title":"Service Unavailable","status":503}`)
 	}))
 	ctx := context.Background()
-	err := c.StreamPayments(ctx, merchant, "1", 0, func(operations.Operation) error { return nil })
+	err := c.StreamPaymentTokens(ctx, merchant, "1", 0, func(string) error { return nil })
 	if StatusCode(err) != 429 || RetryAfter(err) != 3*time.Second {
 		t.Errorf("stream: err = %v (status %d, retry after %s)", err, StatusCode(err), RetryAfter(err))
 	}

@@ -67,7 +67,7 @@ const (
 // zero and the caller fills it with MergeAmount of the operation's effects.
 //
 // An operation type Normalize does not know (including a bare
-// operations.Base, which is how StreamPayments passes undecodable types)
+// operations.Base, which is how PaymentsPage passes undecodable types)
 // returns an error wrapping ErrUnknownOperation.
 func Normalize(op operations.Operation, account string) (checkout.Payment, Kind, error) {
 	switch o := op.(type) {

@@ -33,8 +33,8 @@ const maxPageBytes = 64 << 20
 // payments after cursor, oldest first, joined with their transactions, at
 // most limit of them (1 to MaxPageLimit). A page shorter than limit reached
 // the end of the account's history as Horizon had it. Operations of a type
-// the SDK cannot decode come back as a bare operations.Base, as from
-// StreamPayments. The joined transactions come without their XDR
+// the SDK cannot decode come back as a bare operations.Base. The joined
+// transactions come without their XDR
 // (envelope, result and meta): see stripXDR.
 func (c *Client) PaymentsPage(ctx context.Context, account, cursor string, limit int) ([]operations.Operation, error) {
 	if cursor == "" {

@@ -16,7 +16,7 @@ import (
 	"github.com/stellar/go-stellar-sdk/xdr"
 )
 
-// ErrStreamIdle is returned by StreamPayments when the server sent nothing,
+// ErrStreamIdle is returned by StreamPaymentTokens when the server sent nothing,
 // not even a keepalive, for longer than the idle timeout.
 var ErrStreamIdle = errors.New("horizon stream idle")
 
@@ -24,25 +24,25 @@ var ErrStreamIdle = errors.New("horizon stream idle")
 // is a few kilobytes.
 const maxEventBytes = 1 << 20
 
-// StreamPayments opens one Server-Sent Events connection to
-// /accounts/{account}/payments?join=transactions starting after cursor, and
-// calls fn with each operation, in stream order. It does not reconnect:
-// it returns nil when the server ends the stream, ErrStreamIdle when nothing
-// arrived for idle (0: no watchdog), a *StatusError for a non-2xx answer,
-// fn's error, or the error that ended the connection. A canceled ctx
-// returns ctx.Err().
+// StreamPaymentTokens opens one Server-Sent Events connection to
+// /accounts/{account}/payments starting after cursor, and calls fn with the
+// paging token of each operation, in stream order. It asks for no joined
+// transactions and decodes nothing else: its caller takes operations from
+// JSON pages (PaymentsPage) and uses the stream only to learn that there
+// are new ones, so decoding each streamed operation was wasted work. It
+// does not reconnect: it returns nil when the server ends the stream,
+// ErrStreamIdle when nothing arrived for idle (0: no watchdog), a
+// *StatusError for a non-2xx answer, fn's error, an error for an event
+// without a paging token, or the error that ended the connection. A
+// canceled ctx returns ctx.Err().
 //
 // cursor must not be empty: Horizon reads an empty cursor as "now".
-//
-// An operation of a type the SDK cannot decode is passed to fn as a bare
-// operations.Base, so that the caller can report it and move on; Normalize
-// reports it as an error.
-func (c *Client) StreamPayments(ctx context.Context, account, cursor string, idle time.Duration, fn func(operations.Operation) error) error {
+func (c *Client) StreamPaymentTokens(ctx context.Context, account, cursor string, idle time.Duration, fn func(pagingToken string) error) error {
 	if cursor == "" {
 		return fmt.Errorf("stream payments of %s: empty cursor", account)
 	}
 	u := fmt.Sprintf("%s/accounts/%s/payments?%s", c.base, url.PathEscape(account),
-		url.Values{"cursor": {cursor}, "join": {"transactions"}}.Encode())
+		url.Values{"cursor": {cursor}}.Encode())
 
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -71,7 +71,7 @@ func (c *Client) StreamPayments(ctx context.Context, account, cursor string, idl
 	return nil
 }
 
-func (c *Client) streamConnection(req *http.Request, watchdog *time.Timer, idle time.Duration, fn func(operations.Operation) error) error {
+func (c *Client) streamConnection(req *http.Request, watchdog *time.Timer, idle time.Duration, fn func(string) error) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
@@ -125,17 +125,24 @@ func (c *Client) streamConnection(req *http.Request, watchdog *time.Timer, idle 
 	return nil
 }
 
-// dispatch decodes one event's data and calls fn. Data that is not a JSON
-// object (Horizon's "hello" and "byebye") is skipped.
-func dispatch(data []byte, fn func(operations.Operation) error) error {
+// dispatch reads the paging token of one event's operation and calls fn
+// with it. Data that is not a JSON object (Horizon's "hello" and "byebye")
+// is skipped.
+func dispatch(data []byte, fn func(string) error) error {
 	if len(data) == 0 || data[0] != '{' {
 		return nil
 	}
-	op, err := DecodeOperation(data)
-	if err != nil {
-		return err
+	var op struct {
+		ID string `json:"id"`
+		PT string `json:"paging_token"`
 	}
-	return fn(op)
+	if err := json.Unmarshal(data, &op); err != nil {
+		return fmt.Errorf("decode streamed operation: %w", err)
+	}
+	if op.PT == "" {
+		return fmt.Errorf("decode streamed operation %q: no paging token", op.ID)
+	}
+	return fn(op.PT)
 }
 
 // DecodeOperation decodes one operation record as Horizon serves it. An
