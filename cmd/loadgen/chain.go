@@ -108,27 +108,27 @@ func (c *chain) fundCustomers(ctx context.Context, kps []*keypair.Full, each str
 }
 
 // pay sends amount of XLM from kp to a session's pay_to, and returns the
-// transaction's hash once its ledger closed.
-func (c *chain) pay(ctx context.Context, kp *keypair.Full, s sessionObj, amount stroops) (string, error) {
+// transaction's hash and its ledger's close time once its ledger closed.
+func (c *chain) pay(ctx context.Context, kp *keypair.Full, s sessionObj, amount stroops) (string, time.Time, error) {
 	memo, err := memoOf(s)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	tx, err := c.wallet.Pay(ctx, kp, s.PayTo.Destination, txnbuild.NativeAsset{}, amount.String(), memo)
 	if err != nil {
 		if codes := wallet.ResultCodes(err); codes != nil {
 			if slices.Contains(codes.OperationCodes, "op_no_destination") {
-				return "", fmt.Errorf("%w: the merchant's receiving account does not exist on the sandbox, "+
+				return "", time.Time{}, fmt.Errorf("%w: the merchant's receiving account does not exist on the sandbox, "+
 					"which forgets every account when it restarts; fund it through friendbot", err)
 			}
-			return "", fmt.Errorf("%w (%s %v)", err, codes.TransactionCode, codes.OperationCodes)
+			return "", time.Time{}, fmt.Errorf("%w (%s %v)", err, codes.TransactionCode, codes.OperationCodes)
 		}
-		return "", err
+		return "", time.Time{}, err
 	}
 	if !tx.Successful {
-		return tx.Hash, fmt.Errorf("transaction %s failed", tx.Hash)
+		return tx.Hash, tx.LedgerCloseTime, fmt.Errorf("transaction %s failed", tx.Hash)
 	}
-	return tx.Hash, nil
+	return tx.Hash, tx.LedgerCloseTime, nil
 }
 
 // memoOf is the memo a session asks for: none for muxed sessions, whose

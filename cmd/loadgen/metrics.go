@@ -94,6 +94,7 @@ const (
 	latCreateService  = "session create (request only)"
 	latSubmit         = "payment submit → ledger closed"
 	latRecorded       = "payment submit → event recorded"
+	latClosedRecorded = "ledger closed → event recorded"
 	latDelivery       = "event recorded → webhook received"
 	latPayWebhook     = "payment submit → its webhook"
 	latPayComplete    = "last payment submit → completed webhook"
@@ -102,7 +103,7 @@ const (
 	latencySigFigures = 3
 )
 
-var latencyOrder = []string{latCreate, latCreateService, latSubmit, latRecorded, latDelivery, latPayWebhook, latPayComplete, latEndToEnd}
+var latencyOrder = []string{latCreate, latCreateService, latSubmit, latRecorded, latClosedRecorded, latDelivery, latPayWebhook, latPayComplete, latEndToEnd}
 
 // timeline collects one latency into a whole-run histogram and a
 // histogram per second of the run.
@@ -212,6 +213,7 @@ func summarize(r *runner, snap hooksSnapshot, stats *apiStats, start, end time.T
 			tl[latSubmit].add(p.SubmitAt, p.AckAt)
 			tl[latPayWebhook].add(p.SubmitAt, hooks.PaymentAt[p.Hash])
 			tl[latRecorded].add(p.SubmitAt, hooks.RecordedAt[p.Hash])
+			tl[latClosedRecorded].add(p.ClosedAt, hooks.RecordedAt[p.Hash])
 		}
 		if paid {
 			c.Paid++
