@@ -194,8 +194,10 @@ func (db *DB) settleCombined(ctx context.Context, args []any, batch []Settlement
 	// Postgres would plan the statement afresh for every small batch (a
 	// custom plan looks cheaper for few rows than the generic one), which
 	// costs more than executing it. The generic plan is the same shape for
-	// any number of rows. SET LOCAL ends with the batch's transaction.
-	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
+	// any number of rows. The setting is local: it ends with the batch's
+	// implicit transaction. (SET LOCAL would do the same but, outside
+	// BEGIN, writes a warning to the server's log for every batch.)
+	b.Queue(`SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`)
 	b.Queue(settleCombinedSQL, args...)
 	results := db.pool.SendBatch(ctx, b)
 	if _, err := results.Exec(); err != nil {
@@ -320,6 +322,12 @@ type combinedArgs struct {
 // batch. It answers, per row, whether the version held, whether the
 // payment went in, and whether the operation was recorded before. Rows
 // must not share a session or an operation id (see combinable).
+//
+// "Recorded before" is looked up only for a row whose payment did not go
+// in. The statement runs on a generic plan (see settleCombined), and one
+// planned while payments was small reads that lookup as a hashed subplan
+// over the whole table: every batch then scanned every payment, a cost
+// that grew with the table.
 const settleCombinedSQL = `WITH r AS (
 	SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
 		$7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[],
@@ -358,7 +366,8 @@ const settleCombinedSQL = `WITH r AS (
 	ORDER BY k
 )
 SELECT r.ord, r.ord IN (SELECT ord FROM v), r.op IN (SELECT operation_id FROM p),
-	EXISTS (SELECT 1 FROM payments x WHERE x.operation_id = r.op)
+	CASE WHEN r.op IN (SELECT operation_id FROM p) THEN false
+		ELSE EXISTS (SELECT 1 FROM payments x WHERE x.operation_id = r.op) END
 FROM r`
 
 // settlePaymentSQL is one settlement with a payment, as one statement:
