@@ -59,9 +59,8 @@ rm -f "$tmp"/*.sql
 
 psql "$base" -qX -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 (cd "$root" && ${GO:-go} run ./cmd/checkoutd migrate --database-url "$url") >/dev/null
-q -v account="$account" -f "$here/setup.sql"
-
 payload=$(cat "$here/payload.json")
+q -v account="$account" -v payload="$payload" -f "$here/setup.sql"
 # psql interpolates variables only in what it reads, not in -c.
 payload1=$(echo "SELECT ARRAY[:'p']::text" | q -v p="$payload")
 payload64=$(echo "SELECT array_fill(:'p'::text, ARRAY[64])::text" | q -v p="$payload")

@@ -8,6 +8,11 @@
 --     one-stroop payment never completes one: every settlement is
 --     partially_paid with one payment.received event, as in
 --     BenchmarkSettleBatch (persistence/batch_bench_test.go).
+--   - a history: one earlier payment to each session, with its event (and
+--     so its webhook delivery), and 10,000 stored idempotent responses.
+--     Tables that VACUUM ANALYZE finds empty are planned as empty: the
+--     foreign-key checks of the first script would then scan payments and
+--     events whole, and their cached plans would stay so for the run.
 -- Session n (1..10,000) has the id sid(n) below, so that a script can name
 -- a session from a number that \set draws.
 
@@ -33,6 +38,23 @@ INSERT INTO sessions (id, merchant_id, receiving_account, memo_type, memo, amoun
 SELECT pgbench_sid(n), 'mer_pgbench', :'account', 'text', 'M' || n, 10000000000000,
     'XLM', '', 0, 'open', 'unpaid', now() + interval '1 day',
     '{}', '', '', now(), now(), NULL, 1
+FROM generate_series(1, 10000) AS n;
+
+INSERT INTO payments (id, operation_id, transaction_hash, operation_type, from_account,
+    to_account, to_muxed_id, amount, asset_code, asset_issuer, memo_type, memo,
+    ledger_closed_at, session_id, disposition, created_at)
+SELECT 'pay_h' || n, n::text, repeat('0', 64), 'payment', :'account', :'account', '', 1, 'XLM', '',
+    'text', 'M' || n, now() - interval '1 hour', pgbench_sid(n), 'applied', now() - interval '1 hour'
+FROM generate_series(1, 10000) AS n;
+
+INSERT INTO events (id, type, merchant_id, session_id, payment_id, payload, created_at)
+SELECT 'evt_h' || n, 'payment.received', 'mer_pgbench', pgbench_sid(n), 'pay_h' || n, :'payload',
+    now() - interval '1 hour'
+FROM generate_series(1, 10000) AS n;
+
+INSERT INTO idempotency_keys (merchant_id, key, request_hash, response_status, response_body, created_at)
+SELECT 'mer_pgbench', 'history-' || n, sha256('history'), 201, convert_to(:'payload', 'UTF8'),
+    now() - interval '1 hour'
 FROM generate_series(1, 10000) AS n;
 
 VACUUM ANALYZE;
