@@ -5,7 +5,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: test build image fuzz bench clean chaos soak sec
+.PHONY: test build image fuzz bench clean chaos soak sec pgbench
 
 test:
 	$(GO) vet ./...
@@ -64,6 +64,13 @@ cluster-test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The raw Postgres ceiling of checkoutd's settle and create transactions
+# (issue #7): pgbench on $DATABASE_URL's server (default 127.0.0.1:5432), in
+# a database checkoutd_pgbench of its own, dropped at the end. PGBENCH_TIME
+# seconds a script (default 20). See persistence/pgbench/README.md.
+pgbench:
+	GO="$(GO)" sh persistence/pgbench/run.sh
 
 clean:
 	rm -rf bin
