@@ -108,27 +108,27 @@ func (c *chain) fundCustomers(ctx context.Context, kps []*keypair.Full, each str
 }
 
 // pay sends amount of XLM from kp to a session's pay_to, and returns the
-// transaction's hash and its ledger's close time once its ledger closed.
-func (c *chain) pay(ctx context.Context, kp *keypair.Full, s sessionObj, amount stroops) (string, time.Time, error) {
+// transaction's hash and its ledger's sequence once its ledger closed.
+func (c *chain) pay(ctx context.Context, kp *keypair.Full, s sessionObj, amount stroops) (string, int32, error) {
 	memo, err := memoOf(s)
 	if err != nil {
-		return "", time.Time{}, err
+		return "", 0, err
 	}
 	tx, err := c.wallet.Pay(ctx, kp, s.PayTo.Destination, txnbuild.NativeAsset{}, amount.String(), memo)
 	if err != nil {
 		if codes := wallet.ResultCodes(err); codes != nil {
 			if slices.Contains(codes.OperationCodes, "op_no_destination") {
-				return "", time.Time{}, fmt.Errorf("%w: the merchant's receiving account does not exist on the sandbox, "+
+				return "", 0, fmt.Errorf("%w: the merchant's receiving account does not exist on the sandbox, "+
 					"which forgets every account when it restarts; fund it through friendbot", err)
 			}
-			return "", time.Time{}, fmt.Errorf("%w (%s %v)", err, codes.TransactionCode, codes.OperationCodes)
+			return "", 0, fmt.Errorf("%w (%s %v)", err, codes.TransactionCode, codes.OperationCodes)
 		}
-		return "", time.Time{}, err
+		return "", 0, err
 	}
 	if !tx.Successful {
-		return tx.Hash, tx.LedgerCloseTime, fmt.Errorf("transaction %s failed", tx.Hash)
+		return tx.Hash, tx.Ledger, fmt.Errorf("transaction %s failed", tx.Hash)
 	}
-	return tx.Hash, tx.LedgerCloseTime, nil
+	return tx.Hash, tx.Ledger, nil
 }
 
 // memoOf is the memo a session asks for: none for muxed sessions, whose

@@ -190,6 +190,19 @@ func summarize(r *runner, snap hooksSnapshot, stats *apiStats, start, end time.T
 		}
 		return b
 	}
+	// A ledger's close instant, to the millisecond: the first answer to a
+	// payment in it (the sandbox answers them all when it closes). The
+	// close time the sandbox reports is whole seconds, as Stellar's is.
+	closed := map[int32]time.Time{}
+	for _, s := range r.runs {
+		for _, p := range s.Payments {
+			if p.Err == "" && p.Ledger > 0 {
+				if at, ok := closed[p.Ledger]; !ok || p.AckAt.Before(at) {
+					closed[p.Ledger] = p.AckAt
+				}
+			}
+		}
+	}
 	for _, s := range r.runs {
 		c := res.ByKind[s.Kind]
 		c.Planned++
@@ -213,7 +226,7 @@ func summarize(r *runner, snap hooksSnapshot, stats *apiStats, start, end time.T
 			tl[latSubmit].add(p.SubmitAt, p.AckAt)
 			tl[latPayWebhook].add(p.SubmitAt, hooks.PaymentAt[p.Hash])
 			tl[latRecorded].add(p.SubmitAt, hooks.RecordedAt[p.Hash])
-			tl[latClosedRecorded].add(p.ClosedAt, hooks.RecordedAt[p.Hash])
+			tl[latClosedRecorded].add(closed[p.Ledger], hooks.RecordedAt[p.Hash])
 		}
 		if paid {
 			c.Paid++

@@ -54,7 +54,7 @@ type paymentRun struct {
 	Amount   stroops
 	SubmitAt time.Time // just before the signed transaction was POSTed
 	AckAt    time.Time // when the sandbox answered: its ledger had closed
-	ClosedAt time.Time // its ledger's close time, as the sandbox reported it
+	Ledger   int32     // the ledger it closed in
 	Hash     string
 	Err      string
 }
@@ -419,8 +419,8 @@ func (r *runner) driveSession(ctx context.Context, s *sessionRun) error {
 	}
 	for _, amt := range amounts {
 		p := paymentRun{Amount: amt, SubmitAt: r.clock()}
-		hash, closedAt, err := r.chain.pay(ctx, kp, sess, amt)
-		p.AckAt, p.ClosedAt, p.Hash = r.clock(), closedAt, hash
+		hash, ledger, err := r.chain.pay(ctx, kp, sess, amt)
+		p.AckAt, p.Ledger, p.Hash = r.clock(), ledger, hash
 		if err != nil {
 			p.Err = err.Error()
 			s.Payments = append(s.Payments, p)
