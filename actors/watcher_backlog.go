@@ -90,7 +90,7 @@ func (w *watcher) drainBacklog(ctx context.Context, last *string) (int, error) {
 // closes out.
 func (w *watcher) fetchPages(ctx context.Context, cursor string, out chan<- backlogPage) {
 	defer close(out)
-	for first := true; ; first = false {
+	for {
 		ops, err := w.cfg.Horizon.PaymentsPage(ctx, w.account, cursor, horizon.MaxPageLimit)
 		if err == nil {
 			// Horizon's contract is paging-token order; the next page and
@@ -98,7 +98,12 @@ func (w *watcher) fetchPages(ctx context.Context, cursor string, out chan<- back
 			w.sortPage(ops)
 		}
 		page := backlogPage{after: cursor, ops: ops, err: err}
-		if err == nil && (!first || len(ops) == horizon.MaxPageLimit) {
+		if err == nil {
+			// Also for the short page a stream event rings for: that is a
+			// whole ledger's payments to the account, and looking their
+			// sessions up one at a time in the hand-off took a round trip
+			// each, in sequence (p99 147 ms beyond the ledger close at 55
+			// payments a ledger).
 			page.memo = w.resolveMemos(ctx, ops)
 		}
 		select {
