@@ -101,6 +101,9 @@ func TestServeBadConfiguration(t *testing.T) {
 		{"cluster node addr without port", append(db, "--cluster", "etcd", "--node-addr", "127.0.0.1"), nil, "--node-addr"},
 		{"cluster node addr on port 0", append(db, "--cluster", "etcd", "--node-addr", "127.0.0.1:0"), nil, "--node-addr"},
 		{"cluster without etcd", append(db, "--cluster", "etcd", "--etcd-endpoints", " "), nil, "--etcd-endpoints"},
+		{"pprof beyond loopback", append(db, "--pprof-addr", "0.0.0.0:6060"), nil, "--pprof-addr"},
+		{"pprof on a public host", append(db, "--pprof-addr", "example.com:6060"), nil, "--pprof-addr"},
+		{"pprof without port", db, map[string]string{"CHECKOUTD_PPROF_ADDR": "127.0.0.1"}, "--pprof-addr"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("DATABASE_URL", "")

@@ -41,6 +41,7 @@ type devConfig struct {
 	SandboxAddr string
 	DataDir     string
 	LogLevel    string
+	PprofAddr   string
 }
 
 // devMerchantName is the demo merchant's name; its receiving account is
@@ -59,7 +60,11 @@ func parseDevFlags(args []string, stderr io.Writer) (devConfig, error) {
 	f.string(&c.SandboxAddr, "sandbox-addr", "CHECKOUTD_DEV_SANDBOX_ADDR", "127.0.0.1:8000", "address the sandbox Stellar network listens on (port 0: any free port)")
 	f.string(&c.DataDir, "data-dir", "CHECKOUTD_DEV_DATA_DIR", ".checkoutd", "where the local Postgres keeps its data between runs")
 	f.string(&c.LogLevel, "log-level", "CHECKOUTD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	f.string(&c.PprofAddr, "pprof-addr", "CHECKOUTD_PPROF_ADDR", "", "loopback host:port serving net/http/pprof for profiling (default: off)")
 	if err := f.parse(args); err != nil {
+		return c, err
+	}
+	if err := validatePprofAddr("dev", c.PprofAddr); err != nil {
 		return c, err
 	}
 	for name, addr := range map[string]string{"http-addr": c.HTTPAddr, "sandbox-addr": c.SandboxAddr} {
@@ -176,6 +181,7 @@ func dev(ctx context.Context, cfg devConfig, stdout io.Writer, logger *slog.Logg
 		"--log-level", cfg.LogLevel,
 		"--log-format", "text",
 		"--shutdown-timeout", "10s",
+		"--pprof-addr", cfg.PprofAddr,
 	}, io.Discard)
 	if err != nil {
 		return fmt.Errorf("dev: serve config: %w", err)

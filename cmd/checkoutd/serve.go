@@ -57,6 +57,8 @@ type serveConfig struct {
 	// NodeAddr is where this node's cluster remote (gRPC) listens, and the
 	// address the other nodes reach it at.
 	NodeAddr string
+	// PprofAddr, when set, is a loopback address serving net/http/pprof.
+	PprofAddr string
 }
 
 // networks are the Stellar networks checkoutd knows by name: each sets the
@@ -91,6 +93,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	f.string(&c.EtcdEndpoints, "etcd-endpoints", "CHECKOUTD_ETCD_ENDPOINTS", "127.0.0.1:2379", "comma-separated etcd endpoints (with --cluster etcd)")
 	f.string(&c.ClusterName, "cluster-name", "CHECKOUTD_CLUSTER_NAME", "checkoutd", "name of the cluster to join (with --cluster)")
 	f.string(&c.NodeAddr, "node-addr", "CHECKOUTD_NODE_ADDR", "127.0.0.1:8090", "host:port this node's cluster remote listens on and advertises (with --cluster)")
+	f.string(&c.PprofAddr, "pprof-addr", "CHECKOUTD_PPROF_ADDR", "", "loopback host:port serving net/http/pprof for profiling (default: off)")
 	if err := f.parse(args); err != nil {
 		return c, err
 	}
@@ -144,6 +147,9 @@ func (c *serveConfig) validate() error {
 		}
 	default:
 		return usagef("serve: --cluster %q: want empty or etcd", c.Cluster)
+	}
+	if err := validatePprofAddr("serve", c.PprofAddr); err != nil {
+		return err
 	}
 	if c.JournalWindow < 0 || c.JournalMaxBatch <= 0 {
 		return usagef("serve: --journal-window must not be negative, --journal-max-batch must be positive")
@@ -204,6 +210,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	if err := db.Migrate(ctx); err != nil {
 		return err
 	}
+	_, stopPprof, err := startPprof(cfg.PprofAddr, logger)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 	reg := newRegistry()
 	if err := db.RegisterMetrics(reg); err != nil {
 		return err
