@@ -19,6 +19,9 @@ func (nopStore) GetMerchant(context.Context, string) (checkout.Merchant, error) 
 	return checkout.Merchant{}, checkout.ErrNotFound
 }
 func (nopStore) CreateSession(context.Context, checkout.Session) error { return nil }
+func (nopStore) CreateSessions(_ context.Context, rows []persistence.SessionCreate) []error {
+	return make([]error, len(rows))
+}
 func (nopStore) GetMerchantSession(context.Context, string, string) (checkout.Session, error) {
 	return checkout.Session{}, checkout.ErrNotFound
 }

@@ -26,6 +26,9 @@ type requestInfo struct {
 	route    string // the route's path template, set by the route's wrapper
 	merchant string // set by authed
 	key      string // the API key's id, set by authed
+	// pending, set by idempotentCreate, is the Idempotency-Key whose
+	// record the session create commits together with the session.
+	pending *pendingKey
 }
 
 type requestInfoKey struct{}
@@ -164,7 +167,7 @@ func (s *Server) authed(h http.HandlerFunc) http.Handler {
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CallTimeout)
-		key, err := s.cfg.Store.AuthenticateAPIKey(ctx, secret)
+		key, err := s.auth.authenticate(ctx, s.cfg.Store, secret)
 		cancel()
 		if err != nil {
 			if checkout.ErrorCode(err) == checkout.EUNAUTHORIZED {

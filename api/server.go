@@ -25,7 +25,7 @@ import (
 type Store interface {
 	AuthenticateAPIKey(ctx context.Context, secret string) (persistence.APIKey, error)
 	GetMerchant(ctx context.Context, id string) (checkout.Merchant, error)
-	CreateSession(ctx context.Context, s checkout.Session) error
+	CreateSessions(ctx context.Context, rows []persistence.SessionCreate) []error
 	GetMerchantSession(ctx context.Context, merchantID, id string) (checkout.Session, error)
 	ListSessions(ctx context.Context, p persistence.ListParams) ([]checkout.Session, bool, error)
 	SessionPayments(ctx context.Context, sessionID string) ([]checkout.Payment, error)
@@ -104,6 +104,16 @@ type Config struct {
 	// CallTimeout bounds a request's calls to Horizon and Postgres.
 	// Default 15 s.
 	CallTimeout time.Duration
+	// AuthCacheTTL is how long a verified API key, and a merchant, are
+	// remembered in memory rather than looked up in Postgres on every
+	// request. A revoked key keeps working for at most this long after
+	// its revocation. Default 1 s; negative: no cache.
+	AuthCacheTTL time.Duration
+	// CreateCommitters and CreateMaxBatch shape the group commit of
+	// session creation: how many batches may commit at once, and the most
+	// creates in one transaction. Defaults 2 and 128.
+	CreateCommitters int
+	CreateMaxBatch   int
 	// Webhooks configures the webhook endpoints API (webhook_endpoints.go).
 	Webhooks WebhookConfig
 	// Metrics is where the API's metrics are registered: requests by route
@@ -149,6 +159,15 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.IdempotencyStale, 5*time.Minute)
 	setDefault(&c.CleanupInterval, time.Hour)
 	setDefault(&c.CallTimeout, 15*time.Second)
+	if c.AuthCacheTTL == 0 {
+		c.AuthCacheTTL = time.Second
+	}
+	if c.CreateCommitters <= 0 {
+		c.CreateCommitters = 2
+	}
+	if c.CreateMaxBatch <= 0 {
+		c.CreateMaxBatch = 128
+	}
 	return c, nil
 }
 
@@ -158,8 +177,9 @@ func setDefault(d *time.Duration, v time.Duration) {
 	}
 }
 
-// Server is the merchant API. It is an http.Handler. It owns one goroutine,
-// the janitor that deletes expired idempotency keys, which Close ends.
+// Server is the merchant API. It is an http.Handler. It owns the janitor
+// that deletes expired idempotency keys and the committers of session
+// creation (create_batcher.go), which Close ends.
 type Server struct {
 	cfg     Config
 	router  *mux.Router
@@ -168,6 +188,9 @@ type Server struct {
 
 	limitersMu sync.Mutex
 	limiters   map[string]*rate.Limiter
+
+	auth    *authCache
+	creates *createBatcher
 
 	stop    chan struct{}
 	stopped sync.Once
@@ -189,8 +212,10 @@ func New(cfg Config) (*Server, error) {
 	if s.metrics, err = newMetrics(cfg.Metrics, s.ready); err != nil {
 		return nil, err
 	}
+	s.auth = newAuthCache(cfg.AuthCacheTTL, cfg.Clock)
 	s.router = s.routes()
 	s.handler = s.withRequestID(s.withRecover(s.router))
+	s.creates = startCreateBatcher(cfg.Store, cfg.CreateCommitters, cfg.CreateMaxBatch, cfg.CallTimeout)
 	go s.janitor()
 	return s, nil
 }
@@ -198,11 +223,13 @@ func New(cfg Config) (*Server, error) {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// Close stops the janitor and waits for it. Call it after the HTTP server
-// has shut down. It is safe to call more than once.
+// Close stops the janitor and the session-create committers, and waits for
+// them. Call it after the HTTP server has shut down. It is safe to call
+// more than once.
 func (s *Server) Close() {
 	s.stopped.Do(func() { close(s.stop) })
 	<-s.done
+	s.creates.stop()
 }
 
 // routes lists every route. The OpenAPI document must describe exactly
@@ -224,7 +251,7 @@ func (s *Server) routes() *mux.Router {
 		r.PathPrefix("/v1/public/").Handler(s.public(s.cfg.Hosted.ServeHTTP))
 	}
 
-	r.Handle("/v1/checkout/sessions", s.authed(s.idempotent(s.handleSessionCreate))).Methods(http.MethodPost)
+	r.Handle("/v1/checkout/sessions", s.authed(s.idempotentCreate(s.handleSessionCreate))).Methods(http.MethodPost)
 	r.Handle("/v1/checkout/sessions", s.authed(s.handleSessionList)).Methods(http.MethodGet)
 	r.Handle("/v1/checkout/sessions/{id}", s.authed(s.handleSessionGet)).Methods(http.MethodGet)
 	r.Handle("/v1/checkout/sessions/{id}/cancel", s.authed(s.idempotent(s.handleSessionCancel))).Methods(http.MethodPost)

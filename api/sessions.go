@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -120,7 +121,7 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CallTimeout)
 	defer cancel()
-	merchant, err := s.cfg.Store.GetMerchant(ctx, info.merchant)
+	merchant, err := s.auth.merchant(ctx, s.cfg.Store, info.merchant)
 	if err != nil {
 		s.Error(w, r, err)
 		return
@@ -135,41 +136,74 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, unavailable("the Stellar network cannot be reached; retry later", err))
 		return
 	}
-	sess, err := s.createSession(ctx, params)
-	if err != nil {
-		s.Error(w, r, err)
-		return
+	sess, body, err := s.createSession(ctx, params, info.pending)
+	if errors.Is(err, errKeyTaken) {
+		return // idempotentCreate answers it as a retry
 	}
-	o, err := s.sessionObject(sess)
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
 	s.metrics.sessionCreated()
 	info.logger = info.logger.With("session_id", sess.ID)
-	info.logger.Info("session created", "amount", sess.Amount.String(), "asset", sess.Asset.String())
-	s.writeJSON(w, r, http.StatusCreated, o)
+	info.logger.Debug("session created", "amount", sess.Amount.String(), "asset", sess.Asset.String())
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(body)
 }
 
-// createSession inserts a new session, drawing a new memo while the drawn
-// one is taken on the account.
-func (s *Server) createSession(ctx context.Context, p checkout.SessionParams) (checkout.Session, error) {
+// createSession inserts a new session through the group commit, drawing a
+// new memo while the drawn one is taken on the account, and returns it with
+// its response body. With pending, the body is stored under the pending
+// Idempotency-Key in the same transaction; if the key turns out to be
+// taken, nothing is written, pending.taken is set, and the error is
+// errKeyTaken.
+func (s *Server) createSession(ctx context.Context, p checkout.SessionParams, pending *pendingKey) (checkout.Session, []byte, error) {
 	var err error
 	for range memoAttempts {
 		var sess checkout.Session
 		sess, err = checkout.NewSession(p, s.cfg.Clock())
 		if err != nil {
-			return checkout.Session{}, err
+			return checkout.Session{}, nil, err
 		}
-		err = s.cfg.Store.CreateSession(ctx, sess)
-		if err == nil {
-			return sess, nil
+		var body []byte
+		if body, err = s.sessionBody(sess); err != nil {
+			return checkout.Session{}, nil, err
 		}
-		if !errors.Is(err, checkout.ErrMemoTaken) {
-			return checkout.Session{}, err
+		row := persistence.SessionCreate{Session: sess}
+		if pending != nil {
+			row.Idempotency = &persistence.IdempotentResponse{Key: pending.key, RequestHash: pending.hash,
+				Status: http.StatusCreated, Body: body, CreatedAt: pending.at}
+		}
+		err = s.creates.create(ctx, row)
+		switch {
+		case err == nil:
+			if pending != nil {
+				pending.stored = true
+			}
+			return sess, body, nil
+		case errors.Is(err, persistence.ErrIdempotencyKeyTaken):
+			pending.taken = true
+			return checkout.Session{}, nil, errKeyTaken
+		case !errors.Is(err, checkout.ErrMemoTaken):
+			return checkout.Session{}, nil, err
 		}
 	}
-	return checkout.Session{}, fmt.Errorf("no free memo after %d draws: %v", memoAttempts, err)
+	return checkout.Session{}, nil, fmt.Errorf("no free memo after %d draws: %v", memoAttempts, err)
+}
+
+// sessionBody is the JSON body of a session answer, byte for byte as
+// writeJSON writes it.
+func (s *Server) sessionBody(sess checkout.Session) ([]byte, error) {
+	o, err := s.sessionObject(sess)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return nil, fmt.Errorf("encode session %s: %w", sess.ID, err)
+	}
+	return append(b, '\n'), nil
 }
 
 // unavailable is a 503 whose cause is logged, not sent.

@@ -26,13 +26,17 @@ func (s *memoClashStore) AuthenticateAPIKey(context.Context, string) (persistenc
 func (s *memoClashStore) GetMerchant(context.Context, string) (checkout.Merchant, error) {
 	return checkout.Merchant{ID: "mer_x", Account: "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7"}, nil
 }
-func (s *memoClashStore) CreateSession(_ context.Context, sess checkout.Session) error {
-	s.attempts++
-	if s.attempts <= s.clashes {
-		return checkout.ErrMemoTaken
+func (s *memoClashStore) CreateSessions(_ context.Context, rows []persistence.SessionCreate) []error {
+	errs := make([]error, len(rows))
+	for i, r := range rows {
+		s.attempts++
+		if s.attempts <= s.clashes {
+			errs[i] = checkout.ErrMemoTaken
+			continue
+		}
+		s.created = append(s.created, r.Session)
 	}
-	s.created = append(s.created, sess)
-	return nil
+	return errs
 }
 
 func TestSessionCreateRetriesTakenMemo(t *testing.T) {
