@@ -23,6 +23,7 @@ type DeliveryStore interface {
 	ClaimDeliveries(ctx context.Context, p persistence.ClaimParams) ([]persistence.ClaimedDelivery, error)
 	RecordAttempt(ctx context.Context, r persistence.AttemptResult) (persistence.AttemptOutcome, error)
 	RecordSuccesses(ctx context.Context, rs []persistence.AttemptResult) ([]persistence.AttemptOutcome, error)
+	RecordFailures(ctx context.Context, rs []persistence.AttemptResult) ([]persistence.AttemptOutcome, []error, error)
 	ReleaseClaims(ctx context.Context, tokens []string, now time.Time) (int64, error)
 	ListenDeliveries(ctx context.Context, wake func()) error
 }
@@ -53,10 +54,16 @@ type DeliveryConfig struct {
 	// (its process died) is taken by any engine. Default AttemptTimeout
 	// plus one minute; it must exceed AttemptTimeout.
 	Lease time.Duration
-	// PerEndpoint is how many attempts this engine may have in flight to
-	// one endpoint, so one slow receiver cannot take every slot. Default 4.
+	// PerEndpoint is how many requests this engine may have in flight to
+	// one endpoint at once, so one slow receiver cannot take every slot.
+	// The engine holds up to twice as many claims of an endpoint, the rest
+	// queued in its worker, so that a finished request is followed at once
+	// by the next rather than after the next claim; an attempt's slot is
+	// free once its response is in, while its result is being recorded.
+	// Default 32.
 	PerEndpoint int
-	// MaxInFlight bounds this engine's attempts in flight. Default 256.
+	// MaxInFlight bounds this engine's claimed deliveries not yet resolved:
+	// queued, being sent or being recorded. Default 1024.
 	MaxInFlight int
 	// ClaimBatch is the most deliveries one claim takes. Default 128.
 	ClaimBatch int
@@ -123,10 +130,10 @@ func (c DeliveryConfig) withDefaults() (DeliveryConfig, error) {
 	setDefault(&c.StoreTimeout, 10*time.Second)
 	setDefault(&c.WorkerIdle, 5*time.Minute)
 	if c.PerEndpoint <= 0 {
-		c.PerEndpoint = 4
+		c.PerEndpoint = 32
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 256
+		c.MaxInFlight = 1024
 	}
 	if c.ClaimBatch <= 0 {
 		c.ClaimBatch = 128
@@ -141,15 +148,15 @@ type DeliveryStats struct {
 	Succeeded atomic.Int64 // attempts answered 2xx
 	Retrying  atomic.Int64 // failed attempts scheduled again
 	Failed    atomic.Int64 // deliveries given up
-	Stale     atomic.Int64 // results whose claim had lapsed
+	Stale     atomic.Int64 // results whose claim had lapsed, and claims left to lapse unsent
 	Released  atomic.Int64 // claims given back at shutdown
 	Disabled  atomic.Int64 // endpoints disabled
 }
 
 // DeliveryEngine delivers the outbox's webhooks. A dispatcher actor claims
 // due deliveries from Postgres when woken by LISTEN/NOTIFY or by its poll
-// timer, and hands each to its endpoint's worker actor, which runs at most
-// PerEndpoint attempts at once. Several engines, in one process or many,
+// timer, and hands each to its endpoint's worker actor, which sends at most
+// PerEndpoint at once. Several engines, in one process or many,
 // can run against one database: claims are exclusive until their lease
 // ends.
 type DeliveryEngine struct {
@@ -174,11 +181,11 @@ type DeliveryEngine struct {
 	releaseMu sync.Mutex
 	release   []string // claim tokens to give back at stop
 
-	// successes carries 2xx results to the recorder goroutine, which
+	// results carries attempts' results to the recorder goroutine, which
 	// writes together those that arrive while it writes (group commit).
 	// stopRecorder ends it; recorderStopped then tells attempts to record
 	// on their own.
-	successes       chan successRequest
+	results         chan recordRequest
 	stopRecorder    chan struct{}
 	recorderStopped chan struct{}
 
@@ -186,70 +193,108 @@ type DeliveryEngine struct {
 	stopErr  error
 }
 
-type successRequest struct {
+type recordRequest struct {
 	result persistence.AttemptResult
-	reply  chan successReply
+	reply  chan recordReply
 }
 
-type successReply struct {
+type recordReply struct {
 	out persistence.AttemptOutcome
 	err error
 }
 
-// maxSuccessBatch bounds one group of recorded successes.
-const maxSuccessBatch = 256
+// maxRecordBatch bounds one group of recorded results.
+const maxRecordBatch = 512
 
-// recordSuccesses is the recorder goroutine, owned by the engine and ended
-// by Stop.
-func (e *DeliveryEngine) recordSuccesses() {
+// recordResults is the recorder goroutine, owned by the engine and ended by
+// Stop. It writes the results that gathered while it was writing the last
+// ones: the successes in one statement, the failures in one transaction.
+// So recording costs a commit or two per batch rather than one per
+// attempt, and uses at most one connection at a time however many attempts
+// are in flight.
+func (e *DeliveryEngine) recordResults() {
 	defer close(e.recorderStopped)
 	for {
-		var batch []successRequest
+		var batch []recordRequest
 		select {
 		case <-e.stopRecorder:
 			return
-		case req := <-e.successes:
+		case req := <-e.results:
 			batch = append(batch, req)
 		}
 	more:
-		for len(batch) < maxSuccessBatch {
+		for len(batch) < maxRecordBatch {
 			select {
-			case req := <-e.successes:
+			case req := <-e.results:
 				batch = append(batch, req)
 			default:
 				break more
 			}
 		}
-		rs := make([]persistence.AttemptResult, len(batch))
-		for i, req := range batch {
-			rs[i] = req.result
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.StoreTimeout)
-		began := time.Now()
-		outs, err := e.cfg.Store.RecordSuccesses(ctx, rs)
-		cancel()
-		e.cfg.Logger.Debug("recorded webhook successes", "count", len(rs), "took", time.Since(began))
-		for i, req := range batch {
-			if err != nil {
-				req.reply <- successReply{err: err}
+		var oks, fails []recordRequest
+		for _, req := range batch {
+			if req.result.Attempt.Succeeded {
+				oks = append(oks, req)
 			} else {
-				req.reply <- successReply{out: outs[i]}
+				fails = append(fails, req)
 			}
+		}
+		began := time.Now()
+		if len(oks) > 0 {
+			e.recordSucceeded(oks)
+		}
+		if len(fails) > 0 {
+			e.recordFailed(fails)
+		}
+		e.cfg.Logger.Debug("recorded webhook attempts", "succeeded", len(oks), "failed", len(fails),
+			"took", time.Since(began))
+	}
+}
+
+func (e *DeliveryEngine) recordSucceeded(batch []recordRequest) {
+	rs := make([]persistence.AttemptResult, len(batch))
+	for i, req := range batch {
+		rs[i] = req.result
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.StoreTimeout)
+	outs, err := e.cfg.Store.RecordSuccesses(ctx, rs)
+	cancel()
+	for i, req := range batch {
+		if err != nil {
+			req.reply <- recordReply{err: err}
+		} else {
+			req.reply <- recordReply{out: outs[i]}
 		}
 	}
 }
 
-// record records an attempt's result: a success through the recorder, a
-// failure on its own.
-func (e *DeliveryEngine) record(r persistence.AttemptResult) (persistence.AttemptOutcome, error) {
-	if r.Attempt.Succeeded {
-		req := successRequest{result: r, reply: make(chan successReply, 1)}
-		select {
-		case e.successes <- req:
-			rep := <-req.reply
-			return rep.out, rep.err
-		case <-e.recorderStopped:
+func (e *DeliveryEngine) recordFailed(batch []recordRequest) {
+	rs := make([]persistence.AttemptResult, len(batch))
+	for i, req := range batch {
+		rs[i] = req.result
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.StoreTimeout)
+	outs, errs, err := e.cfg.Store.RecordFailures(ctx, rs)
+	cancel()
+	for i, req := range batch {
+		switch {
+		case err != nil:
+			req.reply <- recordReply{err: err}
+		default:
+			req.reply <- recordReply{out: outs[i], err: errs[i]}
 		}
+	}
+}
+
+// record records an attempt's result through the recorder, or on its own
+// once the recorder has stopped.
+func (e *DeliveryEngine) record(r persistence.AttemptResult) (persistence.AttemptOutcome, error) {
+	req := recordRequest{result: r, reply: make(chan recordReply, 1)}
+	select {
+	case e.results <- req:
+		rep := <-req.reply
+		return rep.out, rep.err
+	case <-e.recorderStopped:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.StoreTimeout)
 	defer cancel()
@@ -263,13 +308,13 @@ func StartDeliveryEngine(cfg DeliveryConfig) (*DeliveryEngine, error) {
 		return nil, err
 	}
 	logger := cfg.Logger
-	e := &DeliveryEngine{cfg: cfg, successes: make(chan successRequest),
+	e := &DeliveryEngine{cfg: cfg, results: make(chan recordRequest),
 		stopRecorder: make(chan struct{}), recorderStopped: make(chan struct{})}
 	if e.metrics, err = newDeliveryMetrics(cfg.Metrics, e); err != nil {
 		return nil, err
 	}
 	e.attemptCtx, e.cancelAttempt = context.WithCancel(context.Background())
-	go e.recordSuccesses()
+	go e.recordResults()
 	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return logger.With("component", "protoactor")
 	}))

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stellar/go-stellar-sdk/keypair"
 
 	checkout "github.com/checkoutd/checkoutd"
@@ -28,8 +30,10 @@ import (
 // benchWorld is the benchmark's database: merchants with two endpoints
 // each (so every event is two deliveries), all on one local receiver.
 type benchWorld struct {
-	dsn       string
+	dsn       string // with the pool's settings
+	plainDSN  string // for a single connection
 	db        *persistence.DB
+	pool      *pgxpool.Pool // for events committed in batches
 	merchants []checkout.Merchant
 	ops       atomic.Int64
 
@@ -45,6 +49,7 @@ func newBenchWorld(b *testing.B, merchants, endpointsEach int) *benchWorld {
 	// producers and the engine together; production sizes it the same way,
 	// with pool_max_conns in DATABASE_URL.
 	dsn := pgtest.New(b)
+	plain := dsn
 	switch {
 	case strings.HasPrefix(dsn, "postgres") && strings.Contains(dsn, "?"):
 		dsn += "&pool_max_conns=40"
@@ -58,7 +63,12 @@ func newBenchWorld(b *testing.B, merchants, endpointsEach int) *benchWorld {
 		b.Fatal(err)
 	}
 	b.Cleanup(db.Close)
-	w := &benchWorld{dsn: dsn, db: db, arrived: make(map[string]time.Time)}
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	w := &benchWorld{dsn: dsn, plainDSN: plain, db: db, pool: pool, arrived: make(map[string]time.Time)}
 	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		w.hits.Add(1)
@@ -106,6 +116,24 @@ func (w *benchWorld) event(b *testing.B, i int) string {
 		return ""
 	}
 	return events[0].ID
+}
+
+// events commits n events for merchant i in one statement (the trigger
+// fans each out) and returns their ids.
+func (w *benchWorld) events(b *testing.B, i, n int) []string {
+	m := w.merchants[i%len(w.merchants)]
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	ids := make([]string, n)
+	for j := range ids {
+		ids[j] = checkout.NewID(checkout.PrefixEvent)
+	}
+	if _, err := w.pool.Exec(context.Background(), `INSERT INTO events (id, type, merchant_id, payload, created_at)
+		SELECT id, $2, $3, '{}', $4 FROM unnest($1::text[]) AS id`,
+		ids, checkout.EventPaymentUnmatched, m.ID, now); err != nil {
+		b.Error(err)
+		return nil
+	}
+	return ids
 }
 
 func (w *benchWorld) engine(b *testing.B) *actors.DeliveryEngine {
@@ -209,16 +237,77 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 //     fast it sends and records them.
 //
 // It does a fixed amount of work whatever b.N; run it with -benchtime 1x.
+//
+// The endpoints=1 cases send everything to a single endpoint (one merchant
+// with one endpoint, so one delivery per event): the one busy endpoint of
+// a single-merchant live load, where the per-endpoint limit binds.
 func BenchmarkWebhookDelivery(b *testing.B) {
 	for _, rate := range []int{50, 250, 1000} {
-		b.Run(fmt.Sprintf("latency/events=%d/s", rate), func(b *testing.B) { benchLatency(b, rate) })
+		b.Run(fmt.Sprintf("latency/events=%d/s", rate), func(b *testing.B) { benchLatency(b, rate, 10, 2, 1) })
 	}
-	b.Run("drain", benchDrain)
+	b.Run("drain", func(b *testing.B) { benchDrain(b, 5000, 10, 2) })
+	for _, rate := range []int{1000, 2000} {
+		b.Run(fmt.Sprintf("latency/endpoints=1/events=%d/s", rate), func(b *testing.B) { benchLatency(b, rate, 1, 1, 1) })
+	}
+	// One commit per event costs the producers more than the engine spends
+	// delivering it; committed 10 at a time, the producers reach these
+	// rates on this machine.
+	for _, rate := range []int{1000, 2000} {
+		b.Run(fmt.Sprintf("latency/endpoints=1/batch=10/events=%d/s", rate), func(b *testing.B) { benchLatency(b, rate, 1, 1, 10) })
+	}
+	b.Run("drain/endpoints=1", func(b *testing.B) { benchDrain(b, 10000, 1, 1) })
 }
 
-func benchLatency(b *testing.B, rate int) {
+// pgWork is what the Postgres server did for the benchmark's database so
+// far: the CPU time of the backends connected to it now (the pool's
+// connections, which live through a run, and the engine's listener), and
+// the transactions committed in it. It reads them over a connection of its
+// own, so each reading adds one transaction. Postgres publishes a backend's
+// counters up to a second late; the caller waits before the last reading.
+func pgWork(b *testing.B, dsn string) (cpu time.Duration, commits int64) {
+	b.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(context.Background(), `SELECT pid FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, pid := range pids {
+		if t, ok := procCPU(int(pid)); ok {
+			cpu += t
+		}
+	}
+	if err := conn.QueryRow(context.Background(), `SELECT xact_commit FROM pg_stat_database
+		WHERE datname = current_database()`).Scan(&commits); err != nil {
+		b.Fatal(err)
+	}
+	return cpu, commits
+}
+
+// reportPG reports the Postgres work between two pgWork readings per unit
+// of work, when the server is DATABASE_URL's (pgtest's own cluster is
+// already in cpuTime).
+func reportPG(b *testing.B, cpu0, cpu1 time.Duration, commits0, commits1 int64, n int, unit string) {
+	if os.Getenv("DATABASE_URL") != "" {
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(n), "pg-backend-cpu-µs/"+unit)
+	}
+	b.ReportMetric(float64(commits1-commits0-1)/float64(n), "pg-commits/"+unit)
+}
+
+// benchLatency commits rate events a second for 5 s, one event per
+// commit through RecordUnmatched, or with batch > 1, batch events per
+// commit (the journal commits many settlements' events at once).
+func benchLatency(b *testing.B, rate, merchants, perMerchant, batch int) {
 	{
-		const seconds, producers, merchants, perMerchant = 5, 32, 10, 2
+		const seconds, producers = 5, 32
 		w := newBenchWorld(b, merchants, perMerchant)
 		w.engine(b)
 		time.Sleep(200 * time.Millisecond) // LISTEN is up
@@ -231,8 +320,9 @@ func benchLatency(b *testing.B, rate int) {
 			sents []sent
 			wg    sync.WaitGroup
 		)
-		total := rate * seconds
-		interval := time.Duration(producers) * time.Second / time.Duration(rate)
+		total := rate * seconds / batch
+		interval := time.Duration(producers*batch) * time.Second / time.Duration(rate)
+		pgCPU0, commits0 := pgWork(b, w.plainDSN)
 		start := time.Now()
 		selfBefore, pgBefore := cpuTime()
 		b.ResetTimer()
@@ -240,16 +330,24 @@ func benchLatency(b *testing.B, rate int) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				next := start.Add(time.Duration(p) * time.Second / time.Duration(rate))
+				next := start.Add(time.Duration(p*batch) * time.Second / time.Duration(rate))
 				for i := p; i < total; i += producers {
 					time.Sleep(time.Until(next))
 					next = next.Add(interval)
 					at := time.Now()
-					if id := w.event(b, i); id != "" {
-						mu.Lock()
-						sents = append(sents, sent{id, at})
-						mu.Unlock()
+					var ids []string
+					if batch == 1 {
+						ids = []string{w.event(b, i)}
+					} else {
+						ids = w.events(b, i, batch)
 					}
+					mu.Lock()
+					for _, id := range ids {
+						if id != "" {
+							sents = append(sents, sent{id, at})
+						}
+					}
+					mu.Unlock()
 				}
 			}()
 		}
@@ -262,6 +360,9 @@ func benchLatency(b *testing.B, rate int) {
 		}
 		selfAfter, pgAfter := cpuTime()
 		b.StopTimer()
+		time.Sleep(1500 * time.Millisecond) // the backends publish their counters
+		pgCPU1, commits1 := pgWork(b, w.plainDSN)
+		reportPG(b, pgCPU0, pgCPU1, commits0, commits1, len(sents), "event")
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		// Per event: its commit (with the trigger's fan-out) and its two
@@ -312,14 +413,15 @@ func benchLatency(b *testing.B, rate int) {
 	}
 }
 
-func benchDrain(b *testing.B) {
+func benchDrain(b *testing.B, events, merchants, perMerchant int) {
 	{
-		const events, merchants, perMerchant = 5000, 10, 2
 		w := newBenchWorld(b, merchants, perMerchant)
 		for i := range events {
 			w.event(b, i)
 		}
 		want := int64(events * perMerchant)
+		time.Sleep(1500 * time.Millisecond) // the backends publish their counters
+		pgCPU0, commits0 := pgWork(b, w.plainDSN)
 		b.ResetTimer()
 		start := time.Now()
 		selfBefore, pgBefore := cpuTime()
@@ -330,7 +432,11 @@ func benchDrain(b *testing.B) {
 		}
 		took := time.Since(start)
 		selfAfter, pgAfter := cpuTime()
+		pgCPU1, _ := pgWork(b, w.plainDSN)
 		b.StopTimer()
+		time.Sleep(1500 * time.Millisecond) // the backends publish their counters
+		_, commits1 := pgWork(b, w.plainDSN)
+		reportPG(b, pgCPU0, pgCPU1, commits0, commits1-1, int(want), "delivery")
 		done := float64(eng.Stats().Succeeded.Load())
 		b.ReportMetric(done/took.Seconds(), "deliveries/s")
 		b.ReportMetric(float64((selfAfter-selfBefore).Microseconds())/done, "go-cpu-µs/delivery")

@@ -258,3 +258,50 @@ func TestDeleteEndpointWithAttemptInFlight(t *testing.T) {
 		t.Fatalf("%d delivery and attempt rows left after the endpoint was deleted", n)
 	}
 }
+
+// TestQueuedClaimTooNearItsLeaseEndIsNotSent: a claim that waited in its
+// worker's queue until its lease could end during the attempt is left to
+// lapse, and sent once, after the lease, when it is claimed again; sending
+// it then could overlap another engine's attempt of it.
+func TestQueuedClaimTooNearItsLeaseEndIsNotSent(t *testing.T) {
+	e := newHookEnv(t)
+	var mu sync.Mutex
+	arrived := map[string]time.Time{}
+	rv := newRecv(t, func(n int, _ http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived[r.Header.Get("webhook-id")] = time.Now()
+		mu.Unlock()
+		if n == 1 {
+			time.Sleep(1200 * time.Millisecond)
+		}
+	})
+	e.endpoint(rv.URL)
+	for range 2 {
+		e.event(time.Now())
+	}
+	// One request at a time: both are claimed at once, the second queued
+	// behind the first, which takes 1.2 s; by then 2 s of attempt would
+	// outlast the 2.5 s lease.
+	eng := e.engine(actors.DeliveryConfig{PerEndpoint: 1, AttemptTimeout: 2 * time.Second, Lease: 2500 * time.Millisecond})
+	eventually(t, 20*time.Second, "both deliveries", func() bool {
+		return e.count(`SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'`) == 2
+	})
+	if got := rv.count(); got != 2 {
+		t.Fatalf("receiver got %d requests, want 2", got)
+	}
+	if eng.Stats().Stale.Load() < 1 {
+		t.Fatal("no claim was left to lapse")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var at []time.Time
+	for _, a := range arrived {
+		at = append(at, a)
+	}
+	if len(at) != 2 {
+		t.Fatalf("%d webhook-ids arrived, want 2", len(at))
+	}
+	if gap := at[1].Sub(at[0]).Abs(); gap < 2*time.Second {
+		t.Fatalf("the queued delivery arrived %s after the first, inside its first lease", gap)
+	}
+}

@@ -25,8 +25,8 @@ type dispatcher struct {
 	// inFlight counts this engine's unresolved jobs.
 	inFlight int
 	// more is set when the last claim may have left due deliveries behind:
-	// it filled its room, or an endpoint reached its limit. Then a finished
-	// attempt claims again; otherwise only a notification or the poll does,
+	// it filled its room, or an endpoint reached its limit. Then an attempt
+	// that is sent or resolved claims again; otherwise only a notification or the poll does,
 	// so an idle engine does not query after every attempt.
 	more bool
 	// claimQueued is set while a wakeDeliveries is in the mailbox, so a
@@ -41,8 +41,11 @@ type dispatcher struct {
 
 // endpointWorker is the dispatcher's record of one worker child.
 type endpointWorker struct {
-	pid      *actor.PID
-	jobs     int // handed to the worker and not resolved
+	pid  *actor.PID
+	jobs int // handed to the worker and not resolved
+	// unsent counts the jobs that are queued in the worker or being sent:
+	// the claims of the endpoint that the per-endpoint limit counts.
+	unsent   int
 	lastUsed time.Time
 }
 
@@ -66,6 +69,8 @@ func (d *dispatcher) Receive(ctx actor.Context) {
 		d.claim(ctx)
 		d.passivateIdle(ctx)
 		d.schedule(ctx)
+	case *attemptSent:
+		d.sent(ctx, m)
 	case *attemptDone:
 		d.done(ctx, m)
 	case *stopClaiming:
@@ -145,12 +150,12 @@ func (d *dispatcher) claim(ctx actor.Context) {
 	began := time.Now()
 	inFlight := make(map[string]int, len(d.workers))
 	for id, w := range d.workers {
-		if w.jobs > 0 {
-			inFlight[id] = w.jobs
+		if w.unsent > 0 {
+			inFlight[id] = w.unsent
 		}
 	}
 	claims, err := d.cfg.Store.ClaimDeliveries(cctx, persistence.ClaimParams{Now: d.cfg.Clock(), Lease: d.cfg.Lease,
-		Limit: room, PerEndpoint: d.cfg.PerEndpoint, InFlight: inFlight})
+		Limit: room, PerEndpoint: d.perEndpointHeld(), InFlight: inFlight})
 	cancel()
 	d.logger.Debug("claimed webhook deliveries", "claimed", len(claims), "room", room, "took", time.Since(began))
 	if err != nil {
@@ -167,6 +172,7 @@ func (d *dispatcher) claim(ctx actor.Context) {
 			d.workers[c.Endpoint.ID] = w
 		}
 		w.jobs++
+		w.unsent++
 		w.lastUsed = now
 		d.inFlight++
 		d.engine.jobs.Add(1)
@@ -175,7 +181,7 @@ func (d *dispatcher) claim(ctx actor.Context) {
 	}
 	d.more = false
 	for _, w := range d.workers {
-		if w.jobs >= d.cfg.PerEndpoint {
+		if w.unsent >= d.perEndpointHeld() {
 			d.more = true
 			break
 		}
@@ -188,6 +194,13 @@ func (d *dispatcher) claim(ctx actor.Context) {
 	}
 }
 
+// perEndpointHeld is how many unsent claims of one endpoint the engine
+// holds at most: PerEndpoint being sent and as many queued behind them,
+// so a freed slot is filled at once while the next claim is made. A queued
+// claim waits for at most one attempt of those before it, well within its
+// lease.
+func (d *dispatcher) perEndpointHeld() int { return 2 * d.cfg.PerEndpoint }
+
 // wakeSoon asks for a claim ClaimDelay from now, unless one is already
 // asked for: the notifications and finished attempts of that moment then
 // share one claim. Safe from any goroutine.
@@ -197,10 +210,21 @@ func (d *dispatcher) wakeSoon(root *actor.RootContext, self *actor.PID) {
 	}
 }
 
-// done records a resolved job and, when the last claim may have left work
-// behind for lack of room, claims again: the slot it frees may be what held
-// due deliveries back. Claims are coalesced (wakeSoon), so a burst of
-// completions costs one.
+// sent records that a job no longer counts against its endpoint's limit
+// and, when the last claim may have left work behind, claims again: the
+// slot it frees may be what held due deliveries back. Claims are coalesced
+// (wakeSoon), so a burst of completions costs one.
+func (d *dispatcher) sent(ctx actor.Context, m *attemptSent) {
+	if w := d.workers[m.endpointID]; w != nil {
+		w.unsent--
+	}
+	if d.more {
+		d.wakeSoon(ctx.ActorSystem().Root, ctx.Self())
+	}
+}
+
+// done records a resolved job and, as sent does, claims again when the
+// room it frees in the engine may be what held due deliveries back.
 func (d *dispatcher) done(ctx actor.Context, m *attemptDone) {
 	d.inFlight--
 	if w := d.workers[m.endpointID]; w != nil {

@@ -17,8 +17,15 @@ type deliveryJob struct {
 	claim persistence.ClaimedDelivery
 }
 
+// attemptSent tells a worker, and then the dispatcher, that a job no
+// longer takes one of its endpoint's slots: its response is in (its result
+// is being recorded), or it was never sent.
+type attemptSent struct {
+	endpointID string
+}
+
 // attemptDone tells a worker, and then the dispatcher, that a job is
-// resolved.
+// resolved: recorded, or put aside. Its attemptSent came first.
 type attemptDone struct {
 	endpointID string
 }

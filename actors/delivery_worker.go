@@ -16,17 +16,18 @@ import (
 	"github.com/checkoutd/checkoutd/webhooks"
 )
 
-// worker runs the attempts of one endpoint, at most PerEndpoint at once;
-// more wait in its queue. Each attempt runs in a goroutine the worker
-// starts and the engine's job count tracks; it reports back with
-// attemptDone.
+// worker runs the attempts of one endpoint, at most PerEndpoint requests
+// at once; more wait in its queue. Each attempt runs in a goroutine the
+// worker starts and the engine's job count tracks; it reports back with
+// attemptSent when its request is over, which frees its slot, and with
+// attemptDone when its result is recorded.
 type worker struct {
 	engine     *DeliveryEngine
 	cfg        *DeliveryConfig
 	endpointID string
 	logger     *slog.Logger
 
-	running int
+	sending int
 	queue   []persistence.ClaimedDelivery
 }
 
@@ -42,40 +43,63 @@ func (w *worker) Receive(ctx actor.Context) {
 	case *deliveryJob:
 		w.queue = append(w.queue, m.claim)
 		w.startQueued(ctx)
-	case *attemptDone:
-		w.running--
+	case *attemptSent:
+		w.sending--
 		ctx.Send(ctx.Parent(), m)
 		w.startQueued(ctx)
+	case *attemptDone:
+		ctx.Send(ctx.Parent(), m)
 	}
 }
 
 func (w *worker) startQueued(ctx actor.Context) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	for w.running < w.cfg.PerEndpoint && len(w.queue) > 0 {
+	for w.sending < w.cfg.PerEndpoint && len(w.queue) > 0 {
 		c := w.queue[0]
 		w.queue = w.queue[1:]
-		w.running++
+		w.sending++
 		go func() {
-			defer root.Send(self, &attemptDone{endpointID: w.endpointID})
-			defer w.engine.jobs.Done()
+			sent := false
+			freeSlot := func() {
+				if !sent {
+					sent = true
+					root.Send(self, &attemptSent{endpointID: w.endpointID})
+				}
+			}
+			defer func() {
+				w.engine.jobs.Done()
+				freeSlot()
+				root.Send(self, &attemptDone{endpointID: w.endpointID})
+			}()
 			if w.engine.stopping.Load() {
 				w.engine.giveBack(c.ClaimToken)
 				return
 			}
-			w.engine.attempt(w.logger, c)
+			w.engine.attempt(w.logger, c, freeSlot)
 		}()
 	}
 }
 
-// attempt sends one delivery and records the outcome.
-func (e *DeliveryEngine) attempt(logger *slog.Logger, c persistence.ClaimedDelivery) {
+// attempt sends one delivery, calls sent once the request is over, and
+// records the outcome.
+func (e *DeliveryEngine) attempt(logger *slog.Logger, c persistence.ClaimedDelivery, sent func()) {
 	now := e.cfg.Clock()
+	// A claim that waited in the queue may be too close to its lease's end
+	// for a whole attempt: another engine could claim and send it while
+	// this one is still sending. Left alone, it lapses and is sent once.
+	if !c.ClaimedUntil.IsZero() && now.Add(e.cfg.AttemptTimeout).After(c.ClaimedUntil) {
+		e.stats.Stale.Add(1)
+		logger.Warn("webhook claim too close to its lease's end to attempt; left to lapse",
+			"delivery_id", c.ID, "claimed_until", c.ClaimedUntil)
+		return
+	}
 	a := persistence.WebhookAttempt{DeliveryID: c.ID, AttemptedAt: now}
 	start := time.Now()
 	if err := e.send(c, now, &a); err != nil {
 		a.Error = err.Error()
 	}
 	a.Latency = time.Since(start)
+	sent()
 	if e.cfg.Hooks.AfterSend != nil && !e.cfg.Hooks.AfterSend(c) {
 		return
 	}

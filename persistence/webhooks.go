@@ -421,6 +421,10 @@ type ClaimedDelivery struct {
 	// ClaimToken fences the claim: the attempt is recorded against the
 	// delivery only while the token is still its claim's.
 	ClaimToken string
+	// ClaimedUntil is when the claim's lease ends: after it, any engine may
+	// claim the delivery again, so an attempt must not start unless it can
+	// end before then.
+	ClaimedUntil time.Time
 	// Attempts is how many attempts were made before this one.
 	Attempts int
 	// FirstAttemptAt is zero for a first attempt.
@@ -497,6 +501,7 @@ func (db *DB) ClaimDeliveries(ctx context.Context, p ClaimParams) ([]ClaimedDeli
 			&payload, &c.Event.CreatedAt); err != nil {
 			return c, err
 		}
+		c.ClaimedUntil = until
 		c.FirstAttemptAt, c.Endpoint.PreviousSecretExpiresAt = deref(first), deref(prevExp)
 		c.Endpoint.Secret, c.Endpoint.PreviousSecret = webhooks.Secret(secret), webhooks.Secret(prev)
 		c.Event.CreatedAt = c.Event.CreatedAt.UTC()
@@ -572,6 +577,56 @@ type AttemptOutcome struct {
 // and, when the streak reaches DisableAfter, the endpoint disabled, its
 // pending deliveries failed and a webhook_endpoint.disabled event recorded.
 func (db *DB) RecordAttempt(ctx context.Context, r AttemptResult) (AttemptOutcome, error) {
+	if r.Attempt.Succeeded {
+		return db.recordSuccess(ctx, r.Delivery, r.Attempt)
+	}
+	var out AttemptOutcome
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var err error
+		out, err = recordFailed(ctx, tx, r)
+		return err
+	})
+	if err != nil {
+		return AttemptOutcome{}, fmt.Errorf("record attempt of delivery %s: %w", r.Delivery.ID, err)
+	}
+	return out, nil
+}
+
+// RecordFailures records failed attempts as RecordAttempt does, all in one
+// transaction (one commit), each in a savepoint of its own: errs[i] is the
+// error of rs[i] alone, and the others are recorded whatever it was. err
+// is set, and nothing recorded, when the transaction itself failed.
+func (db *DB) RecordFailures(ctx context.Context, rs []AttemptResult) (outs []AttemptOutcome, errs []error, err error) {
+	for _, r := range rs {
+		if r.Attempt.Succeeded {
+			return nil, nil, fmt.Errorf("record failures: delivery %s succeeded", r.Delivery.ID)
+		}
+	}
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		outs, errs = make([]AttemptOutcome, len(rs)), make([]error, len(rs))
+		for i, r := range rs {
+			err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+				var err error
+				outs[i], err = recordFailed(ctx, sp, r)
+				return err
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				outs[i], errs[i] = AttemptOutcome{}, fmt.Errorf("record attempt of delivery %s: %w", r.Delivery.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("record failures: %w", interpretError(err))
+	}
+	return outs, errs, nil
+}
+
+// recordFailed records one failed attempt in tx.
+func recordFailed(ctx context.Context, tx pgx.Tx, r AttemptResult) (AttemptOutcome, error) {
 	a, d := r.Attempt, r.Delivery
 	a.ResponseBody = truncateUTF8(a.ResponseBody, MaxResponseBody)
 	a.Error = truncateUTF8(a.Error, 4096)
@@ -579,55 +634,38 @@ func (db *DB) RecordAttempt(ctx context.Context, r AttemptResult) (AttemptOutcom
 	if a.StatusCode != 0 {
 		status = &a.StatusCode
 	}
-	if a.Succeeded {
-		return db.recordSuccess(ctx, d, a)
-	}
 	var out AttemptOutcome
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		out = AttemptOutcome{}
-		tag, err := tx.Exec(ctx, `INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code,
-			latency_ms, response_body, error, succeeded)
-			SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)`,
-			d.ID, a.AttemptedAt, status, a.Latency.Milliseconds(), a.ResponseBody, a.Error, a.Succeeded)
-		if err != nil {
-			return interpretError(err)
-		}
-		if tag.RowsAffected() == 0 {
-			out.Stale = true // the endpoint was deleted
-			return nil
-		}
-		newStatus, next := DeliveryPending, &r.NextAttemptAt
-		switch {
-		case a.Succeeded:
-			newStatus, next = DeliverySucceeded, nil
-		case r.NextAttemptAt.IsZero():
-			newStatus, next = DeliveryFailed, nil
-		}
-		tag, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1,
-			next_attempt_at = coalesce($4, next_attempt_at), claim_token = NULL, claimed_until = NULL,
-			first_attempt_at = coalesce(first_attempt_at, $5), last_attempt_at = $5, last_status_code = $6,
-			last_error = $7, completed_at = CASE WHEN $3 = 'pending' THEN NULL ELSE $5::timestamptz END
-			WHERE id = $1 AND claim_token = $2::uuid AND status = 'pending'`,
-			d.ID, d.ClaimToken, newStatus, next, a.AttemptedAt, status, a.Error)
-		if err != nil {
-			return interpretError(err)
-		}
-		out.Status = newStatus
-		if tag.RowsAffected() == 0 {
-			out.Stale = true
-			return nil
-		}
-		if a.Succeeded {
-			_, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET failing_since = NULL
-				WHERE id = $1 AND failing_since IS NOT NULL`, d.Endpoint.ID)
-			return interpretError(err)
-		}
-		return recordFailure(ctx, tx, r, &out)
-	})
+	tag, err := tx.Exec(ctx, `INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code,
+		latency_ms, response_body, error, succeeded)
+		SELECT $1, $2, $3, $4, $5, $6, false WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)`,
+		d.ID, a.AttemptedAt, status, a.Latency.Milliseconds(), a.ResponseBody, a.Error)
 	if err != nil {
-		return AttemptOutcome{}, fmt.Errorf("record attempt of delivery %s: %w", d.ID, err)
+		return out, interpretError(err)
 	}
-	return out, nil
+	if tag.RowsAffected() == 0 {
+		out.Stale = true // the endpoint was deleted
+		return out, nil
+	}
+	newStatus, next := DeliveryPending, &r.NextAttemptAt
+	if r.NextAttemptAt.IsZero() {
+		newStatus, next = DeliveryFailed, nil
+	}
+	tag, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1,
+		next_attempt_at = coalesce($4, next_attempt_at), claim_token = NULL, claimed_until = NULL,
+		first_attempt_at = coalesce(first_attempt_at, $5), last_attempt_at = $5, last_status_code = $6,
+		last_error = $7, completed_at = CASE WHEN $3 = 'pending' THEN NULL ELSE $5::timestamptz END
+		WHERE id = $1 AND claim_token = $2::uuid AND status = 'pending'`,
+		d.ID, d.ClaimToken, newStatus, next, a.AttemptedAt, status, a.Error)
+	if err != nil {
+		return out, interpretError(err)
+	}
+	out.Status = newStatus
+	if tag.RowsAffected() == 0 {
+		out.Stale = true
+		return out, nil
+	}
+	err = recordFailure(ctx, tx, r, &out)
+	return out, err
 }
 
 // recordSuccess is RecordAttempt for a 2xx.

@@ -3,6 +3,7 @@ package persistence_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"sync/atomic"
@@ -544,5 +545,79 @@ func TestRecordSuccessesInOneBatch(t *testing.T) {
 	if _, err := s.db.RecordSuccesses(t.Context(), []persistence.AttemptResult{{Delivery: cs[0],
 		Attempt: persistence.WebhookAttempt{AttemptedAt: s.now, StatusCode: 500}}}); err == nil {
 		t.Fatal("a failure was recorded as a success")
+	}
+}
+
+// TestRecordFailuresInOneTransaction: failures recorded together each get
+// RecordAttempt's effects; one that Postgres refuses (a status code its
+// CHECK rejects) gets its own error and leaves the others recorded; a
+// stale claim is Stale; the ClaimedUntil of a claim is its lease's end.
+func TestRecordFailuresInOneTransaction(t *testing.T) {
+	s := newStore(t)
+	m := s.merchant(t, "A", account(t, 1))
+	ep := s.endpoint(t, m, "*")
+	for range 2 {
+		s.complete(t, m) // 4 deliveries
+	}
+	cs := claim(t, s, s.now, 10, 10)
+	if len(cs) != 4 {
+		t.Fatalf("claimed %d", len(cs))
+	}
+	for _, c := range cs {
+		if !c.ClaimedUntil.Equal(s.now.Add(time.Minute)) {
+			t.Fatalf("claimed until %s, want %s", c.ClaimedUntil, s.now.Add(time.Minute))
+		}
+	}
+	stale := cs[3]
+	stale.ClaimToken = "00000000-0000-0000-0000-000000000000"
+	next := s.now.Add(5 * time.Second)
+	var rs []persistence.AttemptResult
+	for i, c := range append(cs[:3], stale) {
+		code := 500
+		if i == 1 {
+			code = 42 // refused by webhook_attempts' CHECK
+		}
+		rs = append(rs, persistence.AttemptResult{Delivery: c, NextAttemptAt: next, DisableAfter: 72 * time.Hour,
+			Attempt: persistence.WebhookAttempt{AttemptedAt: s.now, StatusCode: code, Error: "status 500"}})
+	}
+	rs[2].NextAttemptAt = time.Time{} // given up
+	outs, errs, err := s.db.RecordFailures(t.Context(), rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || errs[2] != nil || errs[3] != nil || errs[1] == nil {
+		t.Fatalf("errors %v, want only the second", errs)
+	}
+	want := []persistence.AttemptOutcome{{Status: persistence.DeliveryPending}, {},
+		{Status: persistence.DeliveryFailed}, {Status: persistence.DeliveryPending, Stale: true}}
+	for i, o := range outs {
+		if o != want[i] {
+			t.Errorf("outcome %d: %+v, want %+v", i, o, want[i])
+		}
+	}
+	if n := s.count(t, "webhook_attempts"); n != 3 {
+		t.Fatalf("%d attempts recorded, want 3 (not the refused one)", n)
+	}
+	statuses := map[string]string{}
+	for _, c := range cs {
+		var st string
+		var attempts int
+		if err := s.raw.QueryRow(t.Context(), `SELECT status, attempts FROM webhook_deliveries WHERE id = $1`,
+			c.ID).Scan(&st, &attempts); err != nil {
+			t.Fatal(err)
+		}
+		statuses[c.ID] = fmt.Sprintf("%s/%d", st, attempts)
+	}
+	for i, w := range []string{"pending/1", "pending/0", "failed/1", "pending/0"} {
+		if statuses[cs[i].ID] != w {
+			t.Errorf("delivery %d is %s, want %s", i, statuses[cs[i].ID], w)
+		}
+	}
+	if e, _ := s.db.GetWebhookEndpoint(t.Context(), m.ID, ep.ID); !e.FailingSince.Equal(s.now) {
+		t.Fatalf("failing since %s, want %s", e.FailingSince, s.now)
+	}
+	if _, _, err := s.db.RecordFailures(t.Context(), []persistence.AttemptResult{{Delivery: cs[0],
+		Attempt: persistence.WebhookAttempt{AttemptedAt: s.now, StatusCode: 200, Succeeded: true}}}); err == nil {
+		t.Fatal("a success was recorded as a failure")
 	}
 }

@@ -59,6 +59,11 @@ type serveConfig struct {
 	NodeAddr string
 	// PprofAddr, when set, is a loopback address serving net/http/pprof.
 	PprofAddr string
+
+	// WebhooksPerEndpoint and WebhooksMaxInFlight bound the delivery
+	// engine (actors.DeliveryConfig PerEndpoint and MaxInFlight).
+	WebhooksPerEndpoint int
+	WebhooksMaxInFlight int
 }
 
 // networks are the Stellar networks checkoutd knows by name: each sets the
@@ -80,6 +85,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	f.string(&c.PublicURL, "public-url", "CHECKOUTD_PUBLIC_URL", "", "URL customers reach the hosted pages at (default: http://<http-addr>)")
 	f.bool(&c.WebhooksAllowInsecure, "webhooks-allow-insecure", "CHECKOUTD_WEBHOOKS_ALLOW_INSECURE", false, "allow http:// webhook endpoints (development only)")
 	f.string(&c.WebhooksAllowlist, "webhooks-allowlist", "CHECKOUTD_WEBHOOKS_ALLOWLIST", "", "comma-separated CIDRs, addresses or hosts that webhooks may reach although internal")
+	f.int(&c.WebhooksPerEndpoint, "webhooks-per-endpoint", "CHECKOUTD_WEBHOOKS_PER_ENDPOINT", 32, "most webhook requests in flight to one endpoint at once")
+	f.int(&c.WebhooksMaxInFlight, "webhooks-max-in-flight", "CHECKOUTD_WEBHOOKS_MAX_IN_FLIGHT", 1024, "most webhook deliveries held at once: queued, being sent or being recorded")
 	f.string(&c.LogLevel, "log-level", "CHECKOUTD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	f.string(&c.LogFormat, "log-format", "CHECKOUTD_LOG_FORMAT", "", "log format: json or text (default: text on a terminal, else json)")
 	f.duration(&c.IdleTimeout, "session-idle-timeout", "CHECKOUTD_SESSION_IDLE_TIMEOUT", 2*time.Minute, "passivate a session actor after this long without a message")
@@ -99,6 +106,13 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	return c, c.validate()
 }
+
+// The delivery engine's bounds: far above what one process can use, low
+// enough that counts of them never overflow.
+const (
+	maxWebhooksPerEndpoint = 4096
+	maxWebhooksInFlight    = 1 << 16
+)
 
 func (c *serveConfig) validate() error {
 	if c.DatabaseURL == "" {
@@ -135,6 +149,13 @@ func (c *serveConfig) validate() error {
 	}
 	if _, err := (webhooks.Policy{}).ParseAllowlist(strings.Split(c.WebhooksAllowlist, ",")); err != nil {
 		return usagef("serve: --webhooks-allowlist: %v", err)
+	}
+	if c.WebhooksPerEndpoint <= 0 || c.WebhooksPerEndpoint > maxWebhooksPerEndpoint {
+		return usagef("serve: --webhooks-per-endpoint %d: want 1 to %d", c.WebhooksPerEndpoint, maxWebhooksPerEndpoint)
+	}
+	if c.WebhooksMaxInFlight < c.WebhooksPerEndpoint || c.WebhooksMaxInFlight > maxWebhooksInFlight {
+		return usagef("serve: --webhooks-max-in-flight %d: want --webhooks-per-endpoint (%d) to %d",
+			c.WebhooksMaxInFlight, c.WebhooksPerEndpoint, maxWebhooksInFlight)
 	}
 	switch c.Cluster {
 	case "":
@@ -302,7 +323,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 	}
 	deliveries, err := actors.StartDeliveryEngine(actors.DeliveryConfig{
 		Store: db, Render: apiServer.WebhookData, Logger: logger.With("component", "webhooks"),
-		Client:  webhooks.NewClient(webhooks.ClientConfig{Policy: webhookPolicy}),
+		Client: webhooks.NewClient(webhooks.ClientConfig{Policy: webhookPolicy,
+			MaxIdleConnsPerHost: max(64, cfg.WebhooksPerEndpoint)}),
+		PerEndpoint: cfg.WebhooksPerEndpoint, MaxInFlight: cfg.WebhooksMaxInFlight,
 		Metrics: reg,
 	})
 	if err != nil {
