@@ -258,6 +258,7 @@ func (c *Checker) Check(ctx context.Context, in CheckInput) (Report, error) {
 
 	// 3 (delivery): every event for an enabled endpoint is delivered, and
 	// the receiver acknowledged it; the receiver saw nothing else.
+	checkReferences(snap, add)
 	c.checkDeliveries(snap, in.Hooks, &rep, add)
 	sort.Slice(rep.Violations, func(i, j int) bool {
 		a, b := rep.Violations[i], rep.Violations[j]
@@ -382,6 +383,42 @@ func stepName(p *paymentRow, kind string) string {
 		return "payment " + p.OperationID
 	}
 	return kind
+}
+
+// checkReferences checks that every event names a merchant, session and
+// payment that exist, and every delivery an event that exists. Postgres
+// does not enforce these (migration 0004 dropped the outbox's foreign
+// keys); checkoutd writes an event only in the statement that wrote or
+// locked what it names.
+func checkReferences(snap *snapshot, add func(int, string, string, ...any)) {
+	merchants := map[string]bool{}
+	for _, ids := range snap.merchants {
+		for _, id := range ids {
+			merchants[id] = true
+		}
+	}
+	payments := make(map[string]bool, len(snap.payments))
+	for _, p := range snap.payments {
+		payments[p.ID] = true
+	}
+	events := make(map[string]bool, len(snap.events))
+	for _, e := range snap.events {
+		events[e.ID] = true
+		if !merchants[e.MerchantID] {
+			add(InvEvents, e.ID, "%s event names merchant %q, which does not exist", e.Type, e.MerchantID)
+		}
+		if e.SessionID != "" && snap.sessions[e.SessionID] == nil {
+			add(InvEvents, e.ID, "%s event names session %q, which does not exist", e.Type, e.SessionID)
+		}
+		if e.PayID != "" && !payments[e.PayID] {
+			add(InvEvents, e.ID, "%s event names payment %q, which does not exist", e.Type, e.PayID)
+		}
+	}
+	for _, d := range snap.deliveries {
+		if !events[d.EventID] {
+			add(InvEvents, "delivery to "+d.EndpointID, "names event %q, which does not exist", d.EventID)
+		}
+	}
 }
 
 // checkDeliveries checks the webhook half of invariant 3.

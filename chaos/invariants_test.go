@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +65,11 @@ func TestCheckerCatchesViolations(t *testing.T) {
 	exec("complete twice", `INSERT INTO events (id, type, merchant_id, session_id, payment_id, payload, created_at)
 		SELECT 'evt_chaosduplicate', type, merchant_id, session_id, payment_id, payload, created_at
 		FROM events WHERE type = 'checkout.session.completed' LIMIT 1`)
+	// 3: an event names a payment that does not exist (the outbox has no
+	// foreign keys, see migration 0004).
+	exec("orphan an event", `INSERT INTO events (id, type, merchant_id, session_id, payment_id, payload, created_at)
+		SELECT 'evt_chaosorphan', 'payment.received', merchant_id, session_id, 'pay_chaosnotthere', payload, created_at
+		FROM events WHERE payment_id IS NOT NULL LIMIT 1`)
 	// 3: the receiver got a webhook-id no event has.
 	log := e.receiver.Log()
 	log.mu.Lock()
@@ -90,6 +96,13 @@ func TestCheckerCatchesViolations(t *testing.T) {
 		if found[inv] == 0 {
 			t.Errorf("the checker missed the damage to invariant %d", inv)
 		}
+	}
+	orphan := false
+	for _, v := range rep.Violations {
+		orphan = orphan || v.Subject == "evt_chaosorphan" && strings.Contains(v.Problem, "pay_chaosnotthere")
+	}
+	if !orphan {
+		t.Error("the checker missed the event that names a missing payment")
 	}
 }
 
