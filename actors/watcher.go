@@ -57,6 +57,10 @@ type watcher struct {
 	// flush touch it, one after the other.
 	flushed string
 
+	// debug is whether the logger takes Debug records, decided once: the
+	// per-payment line is built only then.
+	debug bool
+
 	// tails holds, by session, a channel closed when the payment last
 	// handed off to that session is acknowledged (or abandoned). The next
 	// payment of the session is handed off only then: an actor that panics
@@ -80,6 +84,7 @@ func newWatcher(account string, cfg *WatchersConfig, stats *counters, stopping, 
 		memo:     make(map[string]string),
 		tails:    make(map[string]chan struct{}),
 	}
+	w.debug = w.log.Enabled(context.Background(), slog.LevelDebug)
 	w.progress.start(cfg.Clock())
 	return w
 }
@@ -424,7 +429,7 @@ func (w *watcher) await(key int64, sessionID string, p checkout.Payment, receive
 			// Debug: the payments table is the record, and
 			// checkoutd_payments_total counts them; at thousands a second
 			// a line each is noise that costs CPU.
-			if w.log.Enabled(context.Background(), slog.LevelDebug) {
+			if w.debug {
 				log().Debug("payment recorded", "disposition", reply.Payment.Disposition,
 					"amount", p.Amount.String(), "asset", p.Asset.String(), "session_status", reply.Session.Status)
 			}
