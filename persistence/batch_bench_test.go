@@ -33,17 +33,7 @@ func BenchmarkSettleBatch(b *testing.B) {
 	for _, size := range []int{1, 2, 4, 16, 128} {
 		b.Run(fmt.Sprintf("rows=%d", size), func(b *testing.B) {
 			ctx := context.Background()
-			dsn := pgtest.New(b)
-			db, err := persistence.Open(ctx, dsn)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(db.Close)
-			raw, err := pgx.Connect(ctx, dsn)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = raw.Close(context.Background()) })
+			db, raw := benchDB(b)
 			sessions := benchSessions(b, db, 10_000)
 			now := time.Now().UTC().Truncate(time.Microsecond)
 			var op int64
@@ -95,6 +85,25 @@ func BenchmarkSettleBatch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchDB opens a fresh database through the store, and a plain
+// connection to it for reading Postgres's own figures (backends, WAL).
+func benchDB(b *testing.B) (*persistence.DB, *pgx.Conn) {
+	b.Helper()
+	ctx := context.Background()
+	dsn := pgtest.New(b)
+	db, err := persistence.Open(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(db.Close)
+	raw, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = raw.Close(context.Background()) })
+	return db, raw
 }
 
 // benchSessions creates n open sessions of a million XLM, so that

@@ -6,12 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stellar/go-stellar-sdk/keypair"
 
 	checkout "github.com/checkoutd/checkoutd"
 	"github.com/checkoutd/checkoutd/persistence"
-	"github.com/checkoutd/checkoutd/persistence/pgtest"
 )
 
 // BenchmarkCreateSessions creates sessions, each with an idempotency
@@ -29,17 +27,7 @@ func BenchmarkCreateSessions(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			ctx := context.Background()
-			dsn := pgtest.New(b)
-			db, err := persistence.Open(ctx, dsn)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(db.Close)
-			raw, err := pgx.Connect(ctx, dsn)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = raw.Close(context.Background()) })
+			db, raw := benchDB(b)
 			m, err := checkout.NewMerchant("Bench shop", keypair.MustRandom().Address(), time.Now())
 			if err != nil {
 				b.Fatal(err)
