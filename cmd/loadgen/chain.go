@@ -72,32 +72,45 @@ const friendbotBudget = 9_000 * stroopsPerUnit
 // carries (Stellar allows 100 operations).
 const createBatch = 100
 
-// fundCustomers gives every keypair an account holding each. The sandbox's
-// friendbot funds one account per ledger, so instead of one friendbot call
-// per customer (a second each) friendbot funds a few treasury accounts,
-// and each treasury creates its customers with real signed transactions of
-// up to 100 create_account operations.
+// fundCustomers gives every keypair an account holding each. One
+// friendbot grant funds a treasury, which creates its share of customers
+// with real signed transactions of up to 100 create_account operations.
+// Treasuries are funded fundingParallel at a time: friendbot applies
+// requests made together in one ledger, while one request at a time
+// would wait a ledger close each.
 func (c *chain) fundCustomers(ctx context.Context, kps []*keypair.Full, each stroops) error {
 	perTreasury := max(1, min(int(friendbotBudget/each), len(kps)))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	slots := make(chan struct{}, fundingParallel)
 	for lo := 0; lo < len(kps); lo += perTreasury {
 		batch := kps[lo:min(lo+perTreasury, len(kps))]
-		treasury := keypair.MustRandom()
-		if err := c.fund(ctx, treasury.Address()); err != nil {
-			return fmt.Errorf("fund a treasury through friendbot: %w", err)
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
 		}
 		wg.Go(func() {
+			defer func() { <-slots }()
+			treasury := keypair.MustRandom()
+			if err := c.fund(ctx, treasury.Address()); err != nil {
+				fail(fmt.Errorf("fund a treasury through friendbot: %w", err))
+				return
+			}
 			for i := 0; i < len(batch); i += createBatch {
 				var ops []txnbuild.Operation
 				for _, kp := range batch[i:min(i+createBatch, len(batch))] {
 					ops = append(ops, &txnbuild.CreateAccount{Destination: kp.Address(), Amount: each.String()})
 				}
 				if _, err := c.wallet.Submit(ctx, treasury, nil, ops...); err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("create customer accounts: %w", err))
-					mu.Unlock()
+					fail(fmt.Errorf("create customer accounts: %w", err))
 					return
 				}
 			}
@@ -106,6 +119,9 @@ func (c *chain) fundCustomers(ctx context.Context, kps []*keypair.Full, each str
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// fundingParallel is how many treasuries are funded at once.
+const fundingParallel = 64
 
 // pay sends amount of XLM from kp to a session's pay_to, and returns the
 // transaction's hash and its ledger's sequence once its ledger closed.

@@ -271,8 +271,9 @@ func (r *runner) setupChain(ctx context.Context, stderr io.Writer) error {
 }
 
 // setupTimeout bounds the setup: two minutes, plus two seconds for each
-// friendbot grant fundCustomers will ask for, since friendbot funds one
-// account a ledger and a long run's customers need many grants.
+// friendbot grant fundCustomers will ask for. The sandbox funds requests
+// made together in one ledger, so that is generous; it is sized for a
+// friendbot that funds one account a ledger.
 func (r *runner) setupTimeout() time.Duration {
 	if !r.cfg.Mix.pays() {
 		return 2 * time.Minute

@@ -36,30 +36,43 @@ type submission struct {
 // submit decodes, verifies and applies a transaction, then waits for its
 // ledger to close. It returns the record, or the problem to answer.
 func (n *Network) submit(ctx context.Context, envelope string) (*txRecord, *problem.P) {
+	rec, closed, p := n.apply(envelope)
+	if p != nil {
+		return nil, p
+	}
+	return n.awaitClose(ctx, envelope, rec, closed)
+}
+
+// apply decodes, verifies and applies a transaction. closed is closed
+// when the ledger holding it closes.
+func (n *Network) apply(envelope string) (rec *txRecord, closed chan struct{}, p *problem.P) {
 	sub, p := n.check(envelope)
 	if p != nil {
-		return nil, p
+		return nil, nil, p
 	}
 	n.mu.Lock()
-	rec, p := n.applyLocked(sub)
-	var done chan struct{}
-	if p == nil {
-		done = n.pending.done
-		if n.cfg.CloseEachTransaction {
-			n.closeLedgerLocked()
-		}
-	}
-	n.mu.Unlock()
+	defer n.mu.Unlock()
+	rec, p = n.applyLocked(sub)
 	if p != nil {
-		return nil, p
+		return nil, nil, p
 	}
+	closed = n.pending.done
+	if n.cfg.CloseEachTransaction {
+		n.closeLedgerLocked()
+	}
+	return rec, closed, nil
+}
+
+// awaitClose waits for an applied transaction's ledger to close, and
+// answers as Horizon does once it has.
+func (n *Network) awaitClose(ctx context.Context, envelope string, rec *txRecord, closed chan struct{}) (*txRecord, *problem.P) {
 	select {
-	case <-done:
+	case <-closed:
 	default:
 		t := time.NewTimer(n.cfg.SubmitTimeout)
 		defer t.Stop()
 		select {
-		case <-done:
+		case <-closed:
 		case <-ctx.Done():
 			return nil, &problemTimeout
 		case <-t.C:

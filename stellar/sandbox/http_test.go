@@ -270,3 +270,40 @@ func TestFaultScheduleIsSeeded(t *testing.T) {
 		t.Errorf("schedules: seed 42 %s / %s, seed 43 %s", a, b, c)
 	}
 }
+
+// TestFriendbotFundsConcurrentRequestsInOneLedger checks that friendbot
+// requests made together are applied together, like testnet's, instead of
+// one per ledger close: a load test funding hundreds of accounts would
+// otherwise wait a ledger close for each.
+func TestFriendbotFundsConcurrentRequestsInOneLedger(t *testing.T) {
+	e := newEnv(t, sandbox.Config{LedgerClose: 300 * time.Millisecond})
+	const n = 12
+	ledgers := make(chan int32, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			tx, err := e.client.Fund(keypair.MustRandom().Address())
+			if err != nil {
+				errs <- err
+				return
+			}
+			ledgers <- tx.Ledger
+		}()
+	}
+	seen := map[int32]int{}
+	for range n {
+		select {
+		case err := <-errs:
+			t.Fatalf("fund: %v", err)
+		case l := <-ledgers:
+			seen[l]++
+		case <-time.After(10 * time.Second):
+			t.Fatalf("friendbot answered %d requests in 10 s", len(seen))
+		}
+	}
+	// Requests that straddle a close land in two ledgers; one per ledger
+	// would be twelve.
+	if len(seen) > 2 {
+		t.Fatalf("%d concurrent friendbot requests landed in %d ledgers (%v); want them applied together", n, len(seen), seen)
+	}
+}

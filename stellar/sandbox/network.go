@@ -244,6 +244,23 @@ func (n *Network) fund(ctx context.Context, address string) (hProtocol.Transacti
 	if _, ok := keyOfAddress(address); !ok {
 		return hProtocol.Transaction{}, &ProblemError{P: badRequest("addr", "addr is not a valid account id")}
 	}
+	envelope, rec, closed, err := n.applyFunding(address)
+	if err != nil {
+		return hProtocol.Transaction{}, err
+	}
+	// Wait for the close without the friendbot lock, so that requests
+	// made together are funded in one ledger, as testnet's friendbot does.
+	rec, p := n.awaitClose(ctx, envelope, rec, closed)
+	if p != nil {
+		return hProtocol.Transaction{}, &ProblemError{P: *p}
+	}
+	return rec.resp, nil
+}
+
+// applyFunding applies friendbot's create_account from the root account.
+// The friendbot lock is held from reading the root's sequence until the
+// transaction using it is applied.
+func (n *Network) applyFunding(address string) (string, *txRecord, chan struct{}, error) {
 	n.friendbotMu.Lock()
 	defer n.friendbotMu.Unlock()
 	rootKey, _ := keyOfAddress(n.root.Address())
@@ -262,9 +279,20 @@ func (n *Network) fund(ctx context.Context, address string) (hProtocol.Transacti
 		}},
 	})
 	if err != nil {
-		return hProtocol.Transaction{}, fmt.Errorf("build friendbot transaction: %w", err)
+		return "", nil, nil, fmt.Errorf("build friendbot transaction: %w", err)
 	}
-	return n.SubmitTransaction(ctx, tx, n.root)
+	if tx, err = tx.Sign(n.cfg.NetworkPassphrase, n.root); err != nil {
+		return "", nil, nil, fmt.Errorf("sign friendbot transaction: %w", err)
+	}
+	envelope, err := tx.Base64()
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("encode friendbot transaction: %w", err)
+	}
+	rec, closed, p := n.apply(envelope)
+	if p != nil {
+		return "", nil, nil, &ProblemError{P: *p}
+	}
+	return envelope, rec, closed, nil
 }
 
 // Issuer is a funded sandbox account that issues one credit asset.
