@@ -24,7 +24,7 @@ type DeliveryStore interface {
 	RecordAttempt(ctx context.Context, r persistence.AttemptResult) (persistence.AttemptOutcome, error)
 	RecordSuccesses(ctx context.Context, rs []persistence.AttemptResult) ([]persistence.AttemptOutcome, error)
 	RecordFailures(ctx context.Context, rs []persistence.AttemptResult) ([]persistence.AttemptOutcome, []error, error)
-	ReleaseClaims(ctx context.Context, tokens []string, now time.Time) (int64, error)
+	ReleaseClaims(ctx context.Context, claims []persistence.ClaimRef, now time.Time) (int64, error)
 	ListenDeliveries(ctx context.Context, wake func()) error
 }
 
@@ -179,7 +179,7 @@ type DeliveryEngine struct {
 	jobs sync.WaitGroup
 
 	releaseMu sync.Mutex
-	release   []string // claim tokens to give back at stop
+	release   []persistence.ClaimRef // claims to give back at stop
 
 	// results carries attempts' results to the recorder goroutine, which
 	// writes together those that arrive while it writes (group commit).
@@ -369,12 +369,12 @@ func (e *DeliveryEngine) stop(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("webhook attempts still in flight at stop: %w", ctx.Err()))
 	}
 	e.releaseMu.Lock()
-	tokens := e.release
+	claims := e.release
 	e.release = nil
 	e.releaseMu.Unlock()
-	if len(tokens) > 0 {
+	if len(claims) > 0 {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.StoreTimeout)
-		n, err := e.cfg.Store.ReleaseClaims(rctx, tokens, e.cfg.Clock())
+		n, err := e.cfg.Store.ReleaseClaims(rctx, claims, e.cfg.Clock())
 		cancel()
 		e.stats.Released.Add(n)
 		if err != nil {
@@ -389,8 +389,8 @@ func (e *DeliveryEngine) stop(ctx context.Context) error {
 }
 
 // giveBack puts a claim aside to be released at stop.
-func (e *DeliveryEngine) giveBack(token string) {
+func (e *DeliveryEngine) giveBack(c persistence.ClaimedDelivery) {
 	e.releaseMu.Lock()
-	e.release = append(e.release, token)
+	e.release = append(e.release, persistence.ClaimRef{DeliveryID: c.ID, Token: c.ClaimToken})
 	e.releaseMu.Unlock()
 }

@@ -72,7 +72,7 @@ func (w *worker) startQueued(ctx actor.Context) {
 				root.Send(self, &attemptDone{endpointID: w.endpointID})
 			}()
 			if w.engine.stopping.Load() {
-				w.engine.giveBack(c.ClaimToken)
+				w.engine.giveBack(c)
 				return
 			}
 			w.engine.attempt(w.logger, c, freeSlot)

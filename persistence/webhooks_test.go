@@ -178,9 +178,14 @@ func TestClaimDeliveries(t *testing.T) {
 	}
 
 	// Released claims are due at once.
-	tokens := []string{later[0].ClaimToken, later[1].ClaimToken}
-	if n, err := s.db.ReleaseClaims(t.Context(), tokens, s.now); err != nil || n != 2 {
-		t.Fatalf("ReleaseClaims = %d, %v", n, err)
+	refs := []persistence.ClaimRef{{DeliveryID: later[0].ID, Token: later[0].ClaimToken},
+		{DeliveryID: later[1].ID, Token: later[1].ClaimToken}, {DeliveryID: later[2].ID, Token: later[1].ClaimToken}}
+	if n, err := s.db.ReleaseClaims(t.Context(), refs, s.now); err != nil || n != 2 {
+		t.Fatalf("ReleaseClaims = %d, %v; want the two claims named with their own tokens", n, err)
+	}
+	again = claim(t, s, s.now, 100, 100)
+	if len(again) != 2 || !sameIDs(again, later[:2]) {
+		t.Fatalf("after releasing two claims, claimed %d at once, want those two", len(again))
 	}
 }
 
@@ -620,4 +625,21 @@ func TestRecordFailuresInOneTransaction(t *testing.T) {
 		Attempt: persistence.WebhookAttempt{AttemptedAt: s.now, StatusCode: 200, Succeeded: true}}}); err == nil {
 		t.Fatal("a success was recorded as a failure")
 	}
+}
+
+// sameIDs reports whether a and b claim the same deliveries, in any order.
+func sameIDs(a, b []persistence.ClaimedDelivery) bool {
+	ids := map[string]int{}
+	for _, c := range a {
+		ids[c.ID]++
+	}
+	for _, c := range b {
+		ids[c.ID]--
+	}
+	for _, n := range ids {
+		if n != 0 {
+			return false
+		}
+	}
+	return len(a) == len(b)
 }
