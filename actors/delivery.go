@@ -24,7 +24,7 @@ type DeliveryStore interface {
 	RecordAttempt(ctx context.Context, r persistence.AttemptResult) (persistence.AttemptOutcome, error)
 	RecordSuccesses(ctx context.Context, rs []persistence.AttemptResult) ([]persistence.AttemptOutcome, error)
 	RecordFailures(ctx context.Context, rs []persistence.AttemptResult) ([]persistence.AttemptOutcome, []error, error)
-	ReleaseClaims(ctx context.Context, claims []persistence.ClaimRef, now time.Time) (int64, error)
+	ReleaseClaims(ctx context.Context, claims []persistence.ClaimRef) (int64, error)
 	ListenDeliveries(ctx context.Context, wake func()) error
 }
 
@@ -374,7 +374,7 @@ func (e *DeliveryEngine) stop(ctx context.Context) error {
 	e.releaseMu.Unlock()
 	if len(claims) > 0 {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.StoreTimeout)
-		n, err := e.cfg.Store.ReleaseClaims(rctx, claims, e.cfg.Clock())
+		n, err := e.cfg.Store.ReleaseClaims(rctx, claims)
 		cancel()
 		e.stats.Released.Add(n)
 		if err != nil {

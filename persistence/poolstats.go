@@ -116,13 +116,13 @@ func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
 
 // WebhookBacklog counts the webhook deliveries that are due now and not
 // delivered yet, and says how long the oldest of them has been due. A
-// delivery whose attempt is in flight is not due: its claim moved its next
-// attempt to the end of the lease.
+// delivery whose attempt is in flight is not due until its claim lapses.
 func (db *DB) WebhookBacklog(ctx context.Context) (int64, time.Duration, error) {
 	var n int64
 	var oldest float64
 	err := db.pool.QueryRow(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::float8
-		FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()`).Scan(&n, &oldest)
+		FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()
+			AND (claimed_until IS NULL OR claimed_until <= now())`).Scan(&n, &oldest)
 	if err != nil {
 		return 0, 0, fmt.Errorf("count webhook backlog: %w", err)
 	}

@@ -454,6 +454,12 @@ func (db *DB) ClaimDeliveries(ctx context.Context, p ClaimParams) ([]ClaimedDeli
 	// expecting one due row, re-scanned that index once per candidate, a
 	// cost that grew with the square of the backlog (17 ms for 58 rows).
 	// Looked up by primary key, a candidate costs one probe.
+	//
+	// A claim changes no indexed column (it sets claimed_until and the
+	// token, not next_attempt_at), so Postgres makes it a HOT update: no
+	// index entries, and no dead one left in the due index for every later
+	// claim to step over. The due scan passes over the deliveries in
+	// flight instead, at most MaxInFlight per engine.
 	// Empty, not nil: pgx sends a nil slice as NULL, and "<> ALL (NULL)"
 	// is never true.
 	full, partly, partlyN := []string{}, []string{}, []int32{}
@@ -468,6 +474,7 @@ func (db *DB) ClaimDeliveries(ctx context.Context, p ClaimParams) ([]ClaimedDeli
 	rows, err := db.pool.Query(ctx, `WITH due AS (
 			SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
 			WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND d.endpoint_id <> ALL ($5::text[])
+				AND (d.claimed_until IS NULL OR d.claimed_until <= $1)
 			ORDER BY d.next_attempt_at
 			LIMIT $3 * 4
 		), picked AS (
@@ -481,10 +488,11 @@ func (db *DB) ClaimDeliveries(ctx context.Context, p ClaimParams) ([]ClaimedDeli
 		), locked AS (
 			SELECT w.id FROM picked JOIN webhook_deliveries w ON w.id = picked.id
 			WHERE w.completed_at IS NULL AND w.next_attempt_at <= $1
+				AND (w.claimed_until IS NULL OR w.claimed_until <= $1)
 			FOR UPDATE OF w SKIP LOCKED
 		)
 		UPDATE webhook_deliveries d
-		SET claimed_until = $2, next_attempt_at = $2, claim_token = gen_random_uuid()
+		SET claimed_until = $2, claim_token = gen_random_uuid()
 		FROM locked, webhook_endpoints e, events ev
 		WHERE d.id = locked.id AND e.id = d.endpoint_id AND ev.id = d.event_id
 		RETURNING d.id, d.claim_token::text, d.attempts, d.first_attempt_at,
@@ -542,12 +550,13 @@ type ClaimRef struct {
 	Token      string
 }
 
-// ReleaseClaims gives back claims that were never attempted, due at now, so
-// that another engine takes them at once instead of after their lease. A
-// stopping engine calls it for the claims it did not get to: flushing the
-// outbox claims. A claim that has lapsed and been taken again is left to
-// its new holder.
-func (db *DB) ReleaseClaims(ctx context.Context, claims []ClaimRef, now time.Time) (int64, error) {
+// ReleaseClaims gives back claims that were never attempted, so that
+// another engine takes them at once instead of after their lease: a claim
+// leaves a delivery's due time as it was, so a released delivery is due
+// again where it stood. A stopping engine calls it for the claims it did
+// not get to: flushing the outbox claims. A claim that has lapsed and been
+// taken again is left to its new holder.
+func (db *DB) ReleaseClaims(ctx context.Context, claims []ClaimRef) (int64, error) {
 	if len(claims) == 0 {
 		return 0, nil
 	}
@@ -556,9 +565,9 @@ func (db *DB) ReleaseClaims(ctx context.Context, claims []ClaimRef, now time.Tim
 		ids[i], tokens[i] = c.DeliveryID, c.Token
 	}
 	tag, err := db.pool.Exec(ctx, `UPDATE webhook_deliveries d
-		SET claim_token = NULL, claimed_until = NULL, next_attempt_at = $3
+		SET claim_token = NULL, claimed_until = NULL
 		FROM unnest($1::text[], $2::uuid[]) AS c(id, token)
-		WHERE d.id = c.id AND d.claim_token = c.token AND d.completed_at IS NULL`, ids, tokens, now)
+		WHERE d.id = c.id AND d.claim_token = c.token AND d.completed_at IS NULL`, ids, tokens)
 	if err != nil {
 		return 0, fmt.Errorf("release delivery claims: %w", interpretError(err))
 	}
