@@ -64,6 +64,12 @@ type serveConfig struct {
 	// engine (actors.DeliveryConfig PerEndpoint and MaxInFlight).
 	WebhooksPerEndpoint int
 	WebhooksMaxInFlight int
+	// CreateCommitters and CreateMaxBatch shape the group commit of
+	// session creation (api.Config). AuthCacheTTL is how long a verified
+	// API key is remembered; 0 turns the cache off.
+	CreateCommitters int
+	CreateMaxBatch   int
+	AuthCacheTTL     time.Duration
 }
 
 // networks are the Stellar networks checkoutd knows by name: each sets the
@@ -94,6 +100,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	f.duration(&c.ShutdownTimeout, "shutdown-timeout", "CHECKOUTD_SHUTDOWN_TIMEOUT", 30*time.Second, "how long a graceful shutdown may take")
 	f.duration(&c.JournalWindow, "journal-window", "CHECKOUTD_JOURNAL_WINDOW", 0, "how long a settlement waits for others to share its commit (0: commit at once whatever is waiting)")
 	f.int(&c.JournalMaxBatch, "journal-max-batch", "CHECKOUTD_JOURNAL_MAX_BATCH", 128, "most settlements committed in one transaction")
+	f.int(&c.CreateCommitters, "create-committers", "CHECKOUTD_CREATE_COMMITTERS", 2, "most session-create batches committing at once")
+	f.int(&c.CreateMaxBatch, "create-max-batch", "CHECKOUTD_CREATE_MAX_BATCH", 128, "most sessions created in one transaction")
+	f.duration(&c.AuthCacheTTL, "auth-cache-ttl", "CHECKOUTD_AUTH_CACHE_TTL", time.Second, "how long a verified API key is remembered; a revoked key works for at most this long (0: no cache)")
 	f.float(&c.APIRateLimit, "api-rate-limit", "CHECKOUTD_API_RATE_LIMIT", 25, "API requests per second allowed to each API key, on average")
 	f.int(&c.APIRateBurst, "api-rate-burst", "CHECKOUTD_API_RATE_BURST", 50, "API requests allowed to each API key at once")
 	f.string(&c.Cluster, "cluster", "CHECKOUTD_CLUSTER", "", "cluster provider: empty for a single node, or etcd")
@@ -112,6 +121,15 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 const (
 	maxWebhooksPerEndpoint = 4096
 	maxWebhooksInFlight    = 1 << 16
+)
+
+// The session-create group commit's bounds: more committers than
+// connections would only queue for them, and a revoked key must stop
+// working soon.
+const (
+	maxCreateCommitters = 64
+	maxCreateBatch      = 4096
+	maxAuthCacheTTL     = time.Minute
 )
 
 func (c *serveConfig) validate() error {
@@ -156,6 +174,15 @@ func (c *serveConfig) validate() error {
 	if c.WebhooksMaxInFlight < c.WebhooksPerEndpoint || c.WebhooksMaxInFlight > maxWebhooksInFlight {
 		return usagef("serve: --webhooks-max-in-flight %d: want --webhooks-per-endpoint (%d) to %d",
 			c.WebhooksMaxInFlight, c.WebhooksPerEndpoint, maxWebhooksInFlight)
+	}
+	if c.CreateCommitters <= 0 || c.CreateCommitters > maxCreateCommitters {
+		return usagef("serve: --create-committers %d: want 1 to %d", c.CreateCommitters, maxCreateCommitters)
+	}
+	if c.CreateMaxBatch <= 0 || c.CreateMaxBatch > maxCreateBatch {
+		return usagef("serve: --create-max-batch %d: want 1 to %d", c.CreateMaxBatch, maxCreateBatch)
+	}
+	if c.AuthCacheTTL < 0 || c.AuthCacheTTL > maxAuthCacheTTL {
+		return usagef("serve: --auth-cache-ttl %s: want 0 (no cache) to %s", c.AuthCacheTTL, maxAuthCacheTTL)
 	}
 	switch c.Cluster {
 	case "":
@@ -302,6 +329,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready chan
 		Logger:            logger.With("component", "api"),
 		RateLimit:         cfg.APIRateLimit,
 		RateBurst:         cfg.APIRateBurst,
+		CreateCommitters:  cfg.CreateCommitters,
+		CreateMaxBatch:    cfg.CreateMaxBatch,
+		AuthCacheTTL:      authCacheTTL(cfg.AuthCacheTTL),
 		Webhooks:          api.WebhookConfig{Policy: webhookPolicy},
 		Metrics:           reg,
 		MetricsHandler:    metricsHandler(reg, logger),
@@ -430,4 +460,13 @@ func clusterConfig(cfg serveConfig) (*actors.ClusterConfig, error) {
 		return nil, err
 	}
 	return &actors.ClusterConfig{Name: cfg.ClusterName, Provider: provider, Etcd: etcd, Host: host, Port: port}, nil
+}
+
+// authCacheTTL maps the flag, where 0 turns the cache off, to api.Config,
+// where 0 means the default and a negative value turns it off.
+func authCacheTTL(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
