@@ -35,6 +35,10 @@ type Config struct {
 	// RecoveryInterval is how often the recovery actor looks for stale
 	// sessions. Default 30 s.
 	RecoveryInterval time.Duration
+	// RecoveryAuditBatch is how many sessions each recovery run checks
+	// against their payments; runs sweep every session in turn. Default
+	// 5,000.
+	RecoveryAuditBatch int
 	// Metrics is where the session, recovery and mailbox metrics and
 	// protoactor's own are registered. Nil: no metrics.
 	Metrics prometheus.Registerer
@@ -92,6 +96,9 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.RecoveryInterval, 30*time.Second)
 	if c.MaxRestarts <= 0 {
 		c.MaxRestarts = 5
+	}
+	if c.RecoveryAuditBatch <= 0 {
+		c.RecoveryAuditBatch = 5000
 	}
 	return c, nil
 }

@@ -16,7 +16,7 @@ import (
 // RecoveryStore is what the recovery actor reads from Postgres.
 type RecoveryStore interface {
 	ExpirableSessions(ctx context.Context, limit int) ([]persistence.ExpirableSession, error)
-	InconsistentSessions(ctx context.Context, limit int) ([]string, error)
+	InconsistentSessions(ctx context.Context, after string, n int) (bad []string, last string, err error)
 }
 
 // RecoveryStats counts what recovery did, for metrics and tests.
@@ -27,8 +27,8 @@ type RecoveryStats struct {
 	Failed   atomic.Int64
 }
 
-// recoveryBatch bounds how many sessions one run acts on; the next run picks
-// up the rest.
+// recoveryBatch bounds how many sessions one run expires; the next run
+// picks up the rest.
 const recoveryBatch = 1000
 
 // recoveryTick starts a recovery run.
@@ -45,6 +45,14 @@ type recovery struct {
 	logger   *slog.Logger
 	stats    *RecoveryStats
 	timer    *time.Timer
+	// auditBatch is how many sessions one run checks against their
+	// payments. Runs sweep every session in turn, so a run costs the same
+	// however many sessions there are: by default 5,000 every 30 s, 600,000
+	// an hour.
+	auditBatch int
+	// auditAfter is where the sweep goes on from: the last session the
+	// previous run checked.
+	auditAfter string
 }
 
 // Receive only dispatches.
@@ -69,8 +77,11 @@ func (r *recovery) schedule(ctx actor.Context) {
 	r.timer = time.AfterFunc(r.interval, func() { root.Send(self, &recoveryTick{}) })
 }
 
-// run expires sessions that ledger time has carried past their expiry and
-// repairs sessions that disagree with their payments.
+// run expires sessions that ledger time has carried past their expiry, and
+// checks the next auditBatch sessions of its sweep against their payments
+// and repairs those that disagree. A settlement commits a session and its
+// payments together, so a disagreement means a bug or a hand edit: the
+// sweep is an audit, and a slow one is enough.
 func (r *recovery) run() {
 	defer r.stats.Runs.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), r.interval)
@@ -91,9 +102,11 @@ func (r *recovery) run() {
 			r.logger.Warn("recovery: expire session", "session_id", e.ID, "err", err)
 		}
 	}
-	inconsistent, err := r.store.InconsistentSessions(ctx, recoveryBatch)
+	inconsistent, last, err := r.store.InconsistentSessions(ctx, r.auditAfter, r.auditBatch)
 	if err != nil {
-		r.logger.Warn("recovery: list inconsistent sessions", "err", err)
+		r.logger.Warn("recovery: check sessions against their payments", "err", err)
+	} else {
+		r.auditAfter = last
 	}
 	for _, id := range inconsistent {
 		if _, err := r.sessions.Repair(id); err != nil {

@@ -97,7 +97,7 @@ func Start(cfg Config, recoveryStore RecoveryStore) (*System, error) {
 	}
 	if recoveryStore != nil {
 		r := &recovery{store: recoveryStore, sessions: s.sessions, interval: cfg.RecoveryInterval,
-			logger: logger.With("actor", "recovery"), stats: &s.recoveryStats}
+			auditBatch: cfg.RecoveryAuditBatch, logger: logger.With("actor", "recovery"), stats: &s.recoveryStats}
 		s.recovery, err = as.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return r }), "recovery")
 		if err != nil {
 			return nil, fmt.Errorf("spawn recovery: %w", err)

@@ -36,28 +36,39 @@ func (db *DB) ExpirableSessions(ctx context.Context, limit int) ([]ExpirableSess
 	return out, interpretError(rows.Err())
 }
 
-// InconsistentSessions lists up to limit sessions whose amount_received is
-// not the sum of their applied payments, or that are open although fully
-// paid. It looks at open sessions and those changed within the last day, so
-// its cost does not grow with history.
-func (db *DB) InconsistentSessions(ctx context.Context, limit int) ([]string, error) {
-	rows, err := db.pool.Query(ctx, `SELECT s.id FROM sessions s
+// InconsistentSessions checks the next n sessions in id order after the
+// session after ("" to start at the first) and lists those whose
+// amount_received is not the sum of their applied payments, or that are
+// open although fully paid. It also returns the last session it checked,
+// for the next call to go on from, or "" once it has reached the end, so
+// that calls made one after the other sweep every session over and over
+// at a cost per call bounded by n, however many sessions there are.
+func (db *DB) InconsistentSessions(ctx context.Context, after string, n int) (bad []string, last string, err error) {
+	rows, err := db.pool.Query(ctx, `SELECT s.id, s.amount_received <> p.total OR (s.status = 'open' AND p.total >= s.amount)
+		FROM (SELECT id, status, amount, amount_received FROM sessions WHERE id > $1 ORDER BY id LIMIT $2) s
 		LEFT JOIN LATERAL (SELECT coalesce(sum(p.amount), 0) AS total FROM payments p
 			WHERE p.session_id = s.id AND p.disposition = 'applied') p ON true
-		WHERE (s.status = 'open' OR s.updated_at > now() - interval '1 day')
-		AND (s.amount_received <> p.total OR (s.status = 'open' AND p.total >= s.amount))
-		LIMIT $1`, limit)
+		ORDER BY s.id`, after, n)
 	if err != nil {
-		return nil, fmt.Errorf("list inconsistent sessions: %w", interpretError(err))
+		return nil, "", fmt.Errorf("check sessions against their payments: %w", interpretError(err))
 	}
 	defer rows.Close()
-	var out []string
+	checked := 0
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list inconsistent sessions: %w", interpretError(err))
+		var inconsistent bool
+		if err := rows.Scan(&last, &inconsistent); err != nil {
+			return nil, "", fmt.Errorf("check sessions against their payments: %w", interpretError(err))
 		}
-		out = append(out, id)
+		checked++
+		if inconsistent {
+			bad = append(bad, last)
+		}
 	}
-	return out, interpretError(rows.Err())
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("check sessions against their payments: %w", interpretError(err))
+	}
+	if checked < n {
+		last = "" // the end: the next call starts over
+	}
+	return bad, last, nil
 }

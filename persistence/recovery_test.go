@@ -99,28 +99,56 @@ func TestInconsistentSessionsRepair(t *testing.T) {
 	st.exec(t, `UPDATE sessions SET amount_received = $2, payment_status = 'overpaid' WHERE id = $1`,
 		overcounted.ID, int64(150*unit))
 
-	// The same, long finished: out of the window the query looks at.
+	// The same, long finished: the sweep reaches every session, however old.
 	old := st.session(t, m, 100*unit, checkout.NativeAsset)
 	pay(old, 100*unit)
 	st.exec(t, `UPDATE sessions SET amount_received = $2, payment_status = 'overpaid',
 		updated_at = now() - interval '2 days' WHERE id = $1`, old.ID, int64(150*unit))
 
+	// sweep checks every session, n at a time, as recovery's runs do, and
+	// says how many calls it took.
+	sweep := func(n int) ([]string, int) {
+		t.Helper()
+		var all []string
+		after, calls := "", 0
+		for {
+			bad, last, err := st.db.InconsistentSessions(t.Context(), after, n)
+			if err != nil {
+				t.Fatalf("InconsistentSessions: %v", err)
+			}
+			calls++
+			if last != "" && last <= after {
+				t.Fatalf("InconsistentSessions(%q, %d) went back to %q", after, n, last)
+			}
+			all = append(all, bad...)
+			if last == "" {
+				break
+			}
+			if calls > 100 {
+				t.Fatal("the sweep does not end")
+			}
+			after = last
+		}
+		slices.Sort(all)
+		return all, calls
+	}
 	inconsistent := func() []string {
 		t.Helper()
-		ids, err := st.db.InconsistentSessions(t.Context(), 100)
-		if err != nil {
-			t.Fatalf("InconsistentSessions: %v", err)
+		ids, calls := sweep(100)
+		if calls != 1 {
+			t.Fatalf("sweeping 6 sessions 100 at a time took %d calls", calls)
 		}
-		slices.Sort(ids)
 		return ids
 	}
-	want := []string{undercounted.ID, unclosed.ID, paidOpen.ID, overcounted.ID}
+	want := []string{undercounted.ID, unclosed.ID, paidOpen.ID, overcounted.ID, old.ID}
 	slices.Sort(want)
 	if got := inconsistent(); !slices.Equal(got, want) {
 		t.Fatalf("InconsistentSessions = %v, want %v", got, want)
 	}
-	if got, err := st.db.InconsistentSessions(t.Context(), 2); err != nil || len(got) != 2 {
-		t.Errorf("InconsistentSessions(2) = %v, %v; want 2 of them", got, err)
+	// Two at a time: six sessions take three full calls and one that
+	// finds none left and ends the sweep.
+	if got, calls := sweep(2); !slices.Equal(got, want) || calls != 4 {
+		t.Errorf("sweeping 2 at a time found %v in %d calls, want %v in 4", got, calls, want)
 	}
 
 	repair := func(id string) checkout.Transition {
@@ -184,6 +212,11 @@ func TestInconsistentSessionsRepair(t *testing.T) {
 	repair(overcounted.ID)
 	if got := st.get(t, overcounted.ID); got.AmountReceived != 100*unit || got.PaymentStatus != checkout.PaymentPaid || got.Status != checkout.StatusComplete {
 		t.Errorf("repaired overcounted session: %s/%s/%d, want complete/paid/%d", got.Status, got.PaymentStatus, got.AmountReceived, 100*unit)
+	}
+
+	repair(old.ID)
+	if got := st.get(t, old.ID); got.AmountReceived != 100*unit || got.PaymentStatus != checkout.PaymentPaid {
+		t.Errorf("repaired old session: %s/%d, want paid/%d", got.PaymentStatus, got.AmountReceived, 100*unit)
 	}
 
 	if got := inconsistent(); len(got) != 0 {
