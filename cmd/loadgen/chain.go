@@ -30,6 +30,9 @@ type chain struct {
 
 func newChain(base string, hc *http.Client) *chain {
 	client := &horizonclient.Client{HorizonURL: base + "/", HTTP: hc}
+	// Set now, not lazily by the first request: the treasuries submit from
+	// goroutines of their own, and that first write races.
+	client.SetHorizonTimeout(horizonclient.HorizonTimeout)
 	return &chain{base: base, http: hc, wallet: wallet.New(client, network.TestNetworkPassphrase)}
 }
 

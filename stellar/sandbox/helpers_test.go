@@ -67,6 +67,7 @@ func newEnv(t testing.TB, cfg sandbox.Config) *env {
 		t.Fatalf("start: %v", err)
 	}
 	c := &horizonclient.Client{HorizonURL: srv.URL, HTTP: srv.Client()}
+	c.SetHorizonTimeout(horizonclient.HorizonTimeout) // the client sets it lazily otherwise: a race between concurrent first requests
 	return &env{net: n, srv: srv, client: c, wallet: wallet.New(c, n.Passphrase())}
 }
 
