@@ -1,11 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
-	"os"
-	"strings"
 	"testing"
 	"time"
 )
@@ -40,28 +35,9 @@ func TestServeCreateFlags(t *testing.T) {
 		{"not a duration", db, map[string]string{"CHECKOUTD_AUTH_CACHE_TTL": "soon"}, want{}, "CHECKOUTD_AUTH_CACHE_TTL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("DATABASE_URL", "")
-			os.Unsetenv("DATABASE_URL")
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			if tc.wantError == "" {
-				c, err := parseServeFlags(tc.args, &bytes.Buffer{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got := (want{c.CreateCommitters, c.CreateMaxBatch, c.AuthCacheTTL}); got != tc.want {
-					t.Fatalf("got %+v, want %+v", got, tc.want)
-				}
-				return
-			}
-			err := run(context.Background(), append([]string{"serve"}, tc.args...), &bytes.Buffer{}, &bytes.Buffer{})
-			var usage *usageError
-			if !errors.As(err, &usage) {
-				t.Fatalf("err = %v, want a usage error", err)
-			}
-			if !strings.Contains(err.Error(), tc.wantError) {
-				t.Errorf("err %q does not name %s", err, tc.wantError)
+			c, ok := serveFlagCase(t, tc.args, tc.env, tc.wantError)
+			if got := (want{c.CreateCommitters, c.CreateMaxBatch, c.AuthCacheTTL}); ok && got != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 		})
 	}

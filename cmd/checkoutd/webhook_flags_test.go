@@ -33,29 +33,39 @@ func TestServeWebhookEngineFlags(t *testing.T) {
 		{"not a number", db, map[string]string{"CHECKOUTD_WEBHOOKS_PER_ENDPOINT": "many"}, 0, 0, "CHECKOUTD_WEBHOOKS_PER_ENDPOINT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("DATABASE_URL", "")
-			os.Unsetenv("DATABASE_URL")
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			if tc.wantError == "" {
-				c, err := parseServeFlags(tc.args, &bytes.Buffer{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if c.WebhooksPerEndpoint != tc.per || c.WebhooksMaxInFlight != tc.max {
-					t.Fatalf("per endpoint %d, in flight %d; want %d, %d", c.WebhooksPerEndpoint, c.WebhooksMaxInFlight, tc.per, tc.max)
-				}
-				return
-			}
-			err := run(context.Background(), append([]string{"serve"}, tc.args...), &bytes.Buffer{}, &bytes.Buffer{})
-			var usage *usageError
-			if !errors.As(err, &usage) {
-				t.Fatalf("err = %v, want a usage error", err)
-			}
-			if !strings.Contains(err.Error(), tc.wantError) {
-				t.Errorf("err %q does not name %s", err, tc.wantError)
+			c, ok := serveFlagCase(t, tc.args, tc.env, tc.wantError)
+			if ok && (c.WebhooksPerEndpoint != tc.per || c.WebhooksMaxInFlight != tc.max) {
+				t.Fatalf("per endpoint %d, in flight %d; want %d, %d", c.WebhooksPerEndpoint, c.WebhooksMaxInFlight, tc.per, tc.max)
 			}
 		})
 	}
+}
+
+// serveFlagCase sets env (with DATABASE_URL unset) and, when wantError is
+// empty, parses args as serve's flags and returns the configuration and
+// true. Otherwise it runs serve with args and checks that it fails with a
+// usage error naming wantError, and returns false.
+func serveFlagCase(t *testing.T, args []string, env map[string]string, wantError string) (serveConfig, bool) {
+	t.Helper()
+	t.Setenv("DATABASE_URL", "")
+	os.Unsetenv("DATABASE_URL")
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	if wantError == "" {
+		c, err := parseServeFlags(args, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, true
+	}
+	err := run(context.Background(), append([]string{"serve"}, args...), &bytes.Buffer{}, &bytes.Buffer{})
+	var usage *usageError
+	if !errors.As(err, &usage) {
+		t.Fatalf("err = %v, want a usage error", err)
+	}
+	if !strings.Contains(err.Error(), wantError) {
+		t.Errorf("err %q does not name %s", err, wantError)
+	}
+	return serveConfig{}, false
 }
