@@ -281,12 +281,9 @@ func (n *Network) applyFunding(address string) (string, *txRecord, chan struct{}
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("build friendbot transaction: %w", err)
 	}
-	if tx, err = tx.Sign(n.cfg.NetworkPassphrase, n.root); err != nil {
-		return "", nil, nil, fmt.Errorf("sign friendbot transaction: %w", err)
-	}
-	envelope, err := tx.Base64()
+	envelope, err := n.envelope(tx, n.root)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("encode friendbot transaction: %w", err)
+		return "", nil, nil, fmt.Errorf("friendbot: %w", err)
 	}
 	rec, closed, p := n.apply(envelope)
 	if p != nil {
@@ -324,17 +321,26 @@ func (n *Network) IssueAsset(ctx context.Context, code string) (*Issuer, error) 
 // HTTP, waiting for its ledger to close like POST /transactions. A rejected
 // or failed transaction returns a *ProblemError with result codes.
 func (n *Network) SubmitTransaction(ctx context.Context, tx *txnbuild.Transaction, signers ...*keypair.Full) (hProtocol.Transaction, error) {
+	b64, err := n.envelope(tx, signers...)
+	if err != nil {
+		return hProtocol.Transaction{}, err
+	}
+	return n.SubmitXDR(ctx, b64)
+}
+
+// envelope signs tx with signers (if any) and encodes it as base64 XDR.
+func (n *Network) envelope(tx *txnbuild.Transaction, signers ...*keypair.Full) (string, error) {
 	if len(signers) > 0 {
 		var err error
 		if tx, err = tx.Sign(n.cfg.NetworkPassphrase, signers...); err != nil {
-			return hProtocol.Transaction{}, fmt.Errorf("sign transaction: %w", err)
+			return "", fmt.Errorf("sign transaction: %w", err)
 		}
 	}
 	b64, err := tx.Base64()
 	if err != nil {
-		return hProtocol.Transaction{}, fmt.Errorf("encode transaction: %w", err)
+		return "", fmt.Errorf("encode transaction: %w", err)
 	}
-	return n.SubmitXDR(ctx, b64)
+	return b64, nil
 }
 
 // SubmitXDR submits a base64 transaction envelope without HTTP, waiting
