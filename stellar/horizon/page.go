@@ -34,8 +34,9 @@ const maxPageBytes = 64 << 20
 // most limit of them (1 to MaxPageLimit). A page shorter than limit reached
 // the end of the account's history as Horizon had it. Operations of a type
 // the SDK cannot decode come back as a bare operations.Base. The joined
-// transactions come without their XDR
-// (envelope, result and meta): see stripXDR.
+// transactions come without their XDR (envelope, result and meta), and
+// records and transactions without their links: see stripXDR and
+// stripLinks.
 func (c *Client) PaymentsPage(ctx context.Context, account, cursor string, limit int) ([]operations.Operation, error) {
 	if cursor == "" {
 		return nil, fmt.Errorf("page payments of %s: empty cursor", account)
@@ -88,7 +89,7 @@ func (c *Client) fetchPage(ctx context.Context, u string) ([]operations.Operatio
 	if buf.Len() > maxPageBytes {
 		return nil, fmt.Errorf("page larger than %d bytes", maxPageBytes)
 	}
-	body := stripXDR(buf.Bytes())
+	body := stripLinks(stripXDR(buf.Bytes()))
 	if ops, ok := decodeLeanPage(body); ok {
 		return ops, nil
 	}
@@ -177,6 +178,99 @@ func xdrValue(b []byte, i, end int) (from, to int, ok bool) {
 		return 0, 0, false
 	}
 	return from, from + n, true
+}
+
+// stripLinks empties, in place, the object values of "_links" keys, and
+// returns body shortened accordingly. Once stripXDR has run, the links
+// (a record's and its transaction's: about 1.1 KB of about 2.3 KB) are
+// the largest part of a record left, and nothing downstream reads them.
+// Like stripXDR it does not parse the JSON: "_links" followed by a colon
+// is a key (a quote inside a string is escaped, so the one after the name
+// ends a string), and the value's end is found by counting braces outside
+// strings. Anything it does not recognise (a value that is not an object,
+// an object that does not end) it leaves as it is for the decoder to
+// judge.
+func stripLinks(body []byte) []byte {
+	const key = `"_links"`
+	out := body[:0] // writes never overtake reads: out only shrinks
+	rest := body
+	for {
+		i := bytes.Index(rest, []byte(key))
+		if i < 0 {
+			break
+		}
+		end := i + len(key)
+		from, to, ok := objectValue(rest, end)
+		if !ok {
+			out = append(out, rest[:end]...)
+			rest = rest[end:]
+			continue
+		}
+		out = append(out, rest[:from]...)
+		rest = rest[to:]
+	}
+	return append(out, rest...)
+}
+
+// objectValue reports the span strictly inside the braces of the object
+// that is the value of the key ending at end.
+func objectValue(b []byte, end int) (from, to int, ok bool) {
+	j := end
+	for j < len(b) && isSpace(b[j]) {
+		j++
+	}
+	if j == len(b) || b[j] != ':' {
+		return 0, 0, false
+	}
+	j++
+	for j < len(b) && isSpace(b[j]) {
+		j++
+	}
+	if j == len(b) || b[j] != '{' {
+		return 0, 0, false
+	}
+	from = j + 1
+	// Outside strings only braces and punctuation; the strings (the
+	// hrefs, most of the bytes) are skipped to their closing quote by
+	// IndexByte, which is vectorised.
+	depth := 1
+	for k := from; k < len(b); k++ {
+		switch b[k] {
+		case '"':
+			n := closingQuote(b[k+1:])
+			if n < 0 {
+				return 0, 0, false
+			}
+			k += 1 + n
+		case '{':
+			depth++
+		case '}':
+			if depth--; depth == 0 {
+				return from, k, true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// closingQuote returns the index in s of the quote that ends the string s
+// is inside of (a quote after an odd run of backslashes is escaped), or -1.
+func closingQuote(s []byte) int {
+	for off := 0; ; {
+		n := bytes.IndexByte(s[off:], '"')
+		if n < 0 {
+			return -1
+		}
+		q := off + n
+		slashes := 0
+		for q-1-slashes >= 0 && s[q-1-slashes] == '\\' {
+			slashes++
+		}
+		if slashes%2 == 0 {
+			return q
+		}
+		off = q + 1
+	}
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

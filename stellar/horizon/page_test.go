@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,26 @@ func TestStripXDR(t *testing.T) {
 	}
 }
 
+func TestStripLinks(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"nested", `{"_links":{"self":{"href":"h"},"x":{"href":"{}"}},"id":"1","transaction":{"_links":{"a":{}},"memo":"m"}}`,
+			`{"_links":{},"id":"1","transaction":{"_links":{},"memo":"m"}}`},
+		{"indented", "{\n  \"_links\" : {\n    \"self\": {\"href\": \"h\"}\n  },\n  \"id\": \"1\"\n}", "{\n  \"_links\" : {},\n  \"id\": \"1\"\n}"},
+		{"braces and escapes in strings", `{"_links":{"a":"}\"{","b":"\\"},"id":"1"}`, `{"_links":{},"id":"1"}`},
+		{"in a string value", `{"memo":"\"_links\":{\"a\":1}","_links":{"a":1}}`, `{"memo":"\"_links\":{\"a\":1}","_links":{}}`},
+		{"not an object", `{"_links":null,"x":{"_links":[{}]},"_links":{"a":1}}`, `{"_links":null,"x":{"_links":[{}]},"_links":{}}`},
+		{"unterminated", `{"_links":{"a":{"b":1}`, `{"_links":{"a":{"b":1}`},
+		{"unterminated string", `{"_links":{"a":"}`, `{"_links":{"a":"}`},
+		{"none", `{"a":"b"}`, `{"a":"b"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(stripLinks([]byte(tc.in))); got != tc.want {
+				t.Errorf("stripLinks(%s)\n = %s\nwant %s", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
 // TestLeanPageDecodesPaymentsPages checks that a page of the payments
 // endpoint's operation types takes the one-pass path, and that anything
 // else is left to the SDK's decoding.
@@ -199,5 +220,47 @@ func TestLeanPageDecodesPaymentsPages(t *testing.T) {
 		if _, ok := decodeLeanPage(body); ok {
 			t.Errorf("%s: decoded by the lean path", name)
 		}
+	}
+}
+
+// BenchmarkReadPage decodes a full page of payments joined with their
+// transactions, shaped as Horizon sends them (links on each record and
+// transaction, an envelope per transaction), the way PaymentsPage does,
+// and without stripping the links first.
+func BenchmarkReadPage(b *testing.B) {
+	links := func(base string, rels ...string) string {
+		var parts []string
+		for _, r := range rels {
+			parts = append(parts, `"`+r+`":{"href":"http://127.0.0.1:8000/`+base+`/`+r+`{?cursor,limit,order}","templated":true}`)
+		}
+		return `"_links":{` + strings.Join(parts, ",") + `}`
+	}
+	recLinks := links("operations/1", "self", "transaction", "effects", "succeeds", "precedes")
+	txLinks := links("transactions/"+txHash, "self", "account", "ledger", "operations", "effects", "precedes", "succeeds", "transaction")
+	envelope := strings.Repeat("AAAAAgAAAAB", 800)
+	records := make([]string, MaxPageLimit)
+	for i := range records {
+		rec := strings.Replace(paymentJSON(strconv.Itoa(101+i)), `"_links":{}`, recLinks, 1)
+		rec = strings.Replace(rec, `"transaction":{`, `"transaction":{`+txLinks+`,"envelope_xdr":"`+envelope+`",`, 1)
+		records[i] = rec
+	}
+	page := []byte(`{"_links":{},"_embedded":{"records":[` + strings.Join(records, ",") + `]}}`)
+	buf := make([]byte, len(page))
+	for _, tc := range []struct {
+		name  string
+		strip func([]byte) []byte
+	}{
+		{"strip=xdr", stripXDR},
+		{"strip=xdr+links", func(p []byte) []byte { return stripLinks(stripXDR(p)) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(page)))
+			for b.Loop() {
+				copy(buf, page)
+				if ops, ok := decodeLeanPage(tc.strip(buf)); !ok || len(ops) != MaxPageLimit {
+					b.Fatalf("decoded %d operations, %v", len(ops), ok)
+				}
+			}
+		})
 	}
 }
