@@ -56,6 +56,8 @@ type backlogWorld struct {
 type backlogOptions struct {
 	journal  bool
 	poolSize int // 0: pgx's default
+	// maxBatch and committers shape the journal; 0 takes its defaults.
+	maxBatch, committers int
 }
 
 func newBacklogWorld(tb testing.TB, opts backlogOptions) *backlogWorld {
@@ -127,7 +129,9 @@ func newBacklogWorld(tb testing.TB, opts backlogOptions) *backlogWorld {
 
 	var store actors.Store = db
 	if opts.journal {
-		if w.journal, err = actors.StartJournal(actors.JournalConfig{Store: db}); err != nil {
+		if w.journal, err = actors.StartJournal(actors.JournalConfig{
+			Store: db, MaxBatch: opts.maxBatch, Committers: opts.committers,
+		}); err != nil {
 			tb.Fatal(err)
 		}
 		store = w.journal
@@ -414,31 +418,36 @@ func mustSeq(t *testing.T, n *sandbox.Network, address string) int64 {
 // from the watcher's start until every payment is settled (settled/s) and
 // until its durable cursor reaches the last one (drain-s). Run it with
 // -benchtime 1x; CHECKOUTD_BACKLOG sets the number of payments (default
-// 10,000) and CHECKOUTD_BACKLOG_POOL the Postgres pool size (default 16).
+// 10,000), CHECKOUTD_BACKLOG_POOL the Postgres pool size (default 16),
+// and CHECKOUTD_BACKLOG_MAX_BATCH and CHECKOUTD_BACKLOG_COMMITTERS the
+// journal's (default: the journal's defaults).
 // CHECKOUTD_BACKLOG_PROFILE=dir writes CPU, allocation and mutex profiles
-// of the drain alone (not the backlog's making) into dir: cpu.pprof, and
-// allocs and mutex before and after, for pprof -base.
+// of the drain alone (not the backlog's making) into dir: journal-cpu.pprof,
+// and allocs and mutex before and after, for pprof -base.
 func BenchmarkBacklogDrain(b *testing.B) {
-	n := 10_000
-	if v := os.Getenv("CHECKOUTD_BACKLOG"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil {
-			b.Fatal(err)
+	env := func(name string, def int) int {
+		v := os.Getenv(name)
+		if v == "" {
+			return def
 		}
-	}
-	pool := 16
-	if v := os.Getenv("CHECKOUTD_BACKLOG_POOL"); v != "" {
-		var err error
-		if pool, err = strconv.Atoi(v); err != nil {
-			b.Fatal(err)
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatalf("%s: %v", name, err)
 		}
+		return n
 	}
+	n := env("CHECKOUTD_BACKLOG", 10_000)
+	pool := env("CHECKOUTD_BACKLOG_POOL", 16)
+	maxBatch := env("CHECKOUTD_BACKLOG_MAX_BATCH", 0)
+	committers := env("CHECKOUTD_BACKLOG_COMMITTERS", 0)
 	const per = 10
 	for _, store := range []string{"db", "journal"} {
 		b.Run("store="+store, func(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
-				w := newBacklogWorld(b, backlogOptions{journal: store == "journal", poolSize: pool})
+				w := newBacklogWorld(b, backlogOptions{
+					journal: store == "journal", poolSize: pool, maxBatch: maxBatch, committers: committers,
+				})
 				filled := time.Now()
 				last := w.fillBacklog(n/per, per)
 				b.Logf("backlog of %d payments filled in %s", n, time.Since(filled))
