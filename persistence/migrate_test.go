@@ -145,3 +145,31 @@ func TestMigrateRefusesNewerSchema(t *testing.T) {
 		t.Fatalf("SchemaVersion = %d, want %d", v, future)
 	}
 }
+
+// The webhook queue is vacuumed after a fixed number of dead rows, not
+// after a fraction of the table: the claim walks the due index's dead
+// entries until a vacuum clears them (migration 0008).
+func TestWebhookQueueVacuumedByCount(t *testing.T) {
+	dsn := pgtest.New(t)
+	if err := open(t, dsn).Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var opts []string
+	if err := conn.QueryRow(t.Context(),
+		`SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = 'webhook_deliveries'::regclass`).Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=5000",
+		"autovacuum_analyze_scale_factor=0", "autovacuum_analyze_threshold=5000",
+	} {
+		if !slices.Contains(opts, want) {
+			t.Errorf("webhook_deliveries options %v lack %s", opts, want)
+		}
+	}
+}

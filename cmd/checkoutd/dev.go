@@ -33,6 +33,10 @@ import (
 	"github.com/checkoutd/checkoutd/stellar/sandbox/wallet"
 )
 
+// devAutovacuumNaptime is how often dev's own Postgres looks for tables
+// to vacuum; see docs/operations.md, "Postgres settings that matter".
+const devAutovacuumNaptime = "5s"
+
 // devConfig is everything `checkoutd dev` is configured with.
 type devConfig struct {
 	// DatabaseURL names an existing Postgres; empty starts one under DataDir.
@@ -502,7 +506,11 @@ func (pg *devPostgres) start(ctx context.Context, bin, base string, cred *syscal
 	cmd := exec.Command(filepath.Join(bin, "postgres"),
 		"-D", pg.dataDir, "-p", portStr,
 		"-c", "listen_addresses=127.0.0.1",
-		"-c", "unix_socket_directories=") // TCP only: no socket path to get wrong
+		"-c", "unix_socket_directories=", // TCP only: no socket path to get wrong
+		// Autovacuum looks at each table every 5 s instead of every
+		// minute: the webhook queue piles up dead rows under load, and the
+		// claim walks them until a vacuum clears them (docs/operations.md).
+		"-c", "autovacuum_naptime="+devAutovacuumNaptime)
 	cmd.Dir = pg.dataDir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/checkoutd/checkoutd/persistence"
 	"github.com/checkoutd/checkoutd/persistence/pgtest"
 )
@@ -254,6 +256,18 @@ func TestDevPostgresKeepsData(t *testing.T) {
 	defer db.Close()
 	if v, err := db.SchemaVersion(ctx); err != nil || v < 1 {
 		t.Errorf("schema version after a restart: %d, %v; want the migrations kept", v, err)
+	}
+	conn, err := pgx.Connect(ctx, pg.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var naptime string
+	if err := conn.QueryRow(ctx, `SELECT setting || unit FROM pg_settings WHERE name = 'autovacuum_naptime'`).Scan(&naptime); err != nil {
+		t.Fatal(err)
+	}
+	if naptime != devAutovacuumNaptime {
+		t.Errorf("dev's Postgres autovacuum_naptime = %s, want %s", naptime, devAutovacuumNaptime)
 	}
 }
 
