@@ -92,6 +92,8 @@ var (
 		"Webhook deliveries that are due and not yet delivered (pending, not claimed by an attempt in flight).", nil, nil)
 	backlogOldest = prometheus.NewDesc("checkoutd_webhook_backlog_oldest_seconds",
 		"How long the longest-waiting due webhook delivery has been due; 0 when none is.", nil, nil)
+	queueDeadRows = prometheus.NewDesc("checkoutd_webhook_queue_dead_rows",
+		"Dead row versions in webhook_deliveries waiting for a vacuum (Postgres's estimate); the claim walks their index entries.", nil, nil)
 )
 
 // backlogCollector counts the due webhook deliveries at every scrape.
@@ -100,6 +102,7 @@ type backlogCollector struct{ db *DB }
 func (backlogCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- backlogDue
 	ch <- backlogOldest
+	ch <- queueDeadRows
 }
 
 func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
@@ -112,6 +115,29 @@ func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(backlogDue, prometheus.GaugeValue, float64(n))
 	ch <- prometheus.MustNewConstMetric(backlogOldest, prometheus.GaugeValue, oldest.Seconds())
+	dead, err := c.db.WebhookQueueDeadRows(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(queueDeadRows, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(queueDeadRows, prometheus.GaugeValue, float64(dead))
+}
+
+// WebhookQueueDeadRows is Postgres's count of dead row versions in
+// webhook_deliveries that no vacuum has cleared yet. Every completed
+// delivery leaves one, with an entry in the due index that each claim
+// walks until a vacuum removes it (migration 0008); a count that keeps
+// growing means autovacuum is not keeping up (docs/operations.md,
+// CheckoutdWebhookQueueNotVacuumed). The statistics reach Postgres's
+// counters within about a second of each commit.
+func (db *DB) WebhookQueueDeadRows(ctx context.Context) (int64, error) {
+	var n int64
+	err := db.pool.QueryRow(ctx, `SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables
+		WHERE relid = 'webhook_deliveries'::regclass`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count dead webhook deliveries: %w", err)
+	}
+	return n, nil
 }
 
 // WebhookBacklog counts the webhook deliveries that are due now and not

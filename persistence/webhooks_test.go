@@ -643,3 +643,50 @@ func sameIDs(a, b []persistence.ClaimedDelivery) bool {
 	}
 	return len(a) == len(b)
 }
+
+// TestWebhookQueueDeadRows: completing deliveries leaves dead rows in
+// webhook_deliveries, and WebhookQueueDeadRows counts them until a vacuum
+// clears them.
+func TestWebhookQueueDeadRows(t *testing.T) {
+	s := newStore(t)
+	m := s.merchant(t, "A", account(t, 1))
+	s.endpoint(t, m, "*")
+	for range 3 {
+		s.complete(t, m) // 6 deliveries
+	}
+	s.exec(t, `VACUUM webhook_deliveries`)
+	// Postgres's table counters reach the shared statistics about a
+	// second after a commit; the VACUUM's report resets the count.
+	waitDead := func(want func(int64) bool) int64 {
+		t.Helper()
+		var n int64
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			var err error
+			if n, err = s.db.WebhookQueueDeadRows(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if want(n) {
+				return n
+			}
+		}
+		t.Fatalf("dead rows stayed at %d", n)
+		return n
+	}
+	waitDead(func(n int64) bool { return n == 0 })
+	cs := claim(t, s, s.now, 10, 10)
+	if len(cs) != 6 {
+		t.Fatalf("claimed %d, want 6", len(cs))
+	}
+	var rs []persistence.AttemptResult
+	for _, c := range cs {
+		rs = append(rs, persistence.AttemptResult{Delivery: c, Attempt: persistence.WebhookAttempt{
+			AttemptedAt: s.now, StatusCode: 200, Succeeded: true, ResponseBody: "ok"}})
+	}
+	if _, err := s.db.RecordSuccesses(t.Context(), rs); err != nil {
+		t.Fatal(err)
+	}
+	// Each delivery was updated twice (claimed, then completed).
+	waitDead(func(n int64) bool { return n >= int64(len(cs)) })
+	s.exec(t, `VACUUM webhook_deliveries`)
+	waitDead(func(n int64) bool { return n == 0 })
+}

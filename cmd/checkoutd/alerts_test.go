@@ -32,7 +32,7 @@ func TestAlertRules(t *testing.T) {
 	}
 	rules := alertRules(t)
 	for _, want := range []string{"CheckoutdHorizonLagHigh", "CheckoutdWebhookBacklogGrowing",
-		"CheckoutdActorRestartsSpiking", "CheckoutdNotReady"} {
+		"CheckoutdWebhookQueueNotVacuumed", "CheckoutdActorRestartsSpiking", "CheckoutdNotReady"} {
 		if _, ok := rules[want]; !ok {
 			t.Errorf("alerts.yml has no %s", want)
 		}

@@ -174,7 +174,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 	for _, name := range []string{
 		"checkoutd_sessions_expired_total", "checkoutd_session_actor_restarts_total",
 		"checkoutd_horizon_stream_reconnects_total", "checkoutd_horizon_lag_seconds", "checkoutd_horizon_cursor_age_seconds",
-		"checkoutd_webhook_backlog", "checkoutd_recovery_runs_total", "checkoutd_recovery_actions_total",
+		"checkoutd_webhook_backlog", "checkoutd_webhook_queue_dead_rows", "checkoutd_recovery_runs_total", "checkoutd_recovery_actions_total",
 		"checkoutd_actor_mailbox_length",
 	} {
 		if _, ok := families[name]; !ok {
