@@ -231,11 +231,12 @@ func (w *watcher) streamOnce(ctx context.Context, last *string, received *int) e
 	})
 }
 
-// handle takes one operation of a sorted JSON page. It returns the
+// handle takes one operation of a sorted JSON page, with what Normalize
+// made of it. It returns the
 // operation's paging token once the operation is in the watermark (handed
 // off, or acknowledged at once), an empty token for an operation already
 // taken or at or before the durable cursor, or errStopping.
-func (w *watcher) handle(ctx context.Context, op operations.Operation) (string, error) {
+func (w *watcher) handle(ctx context.Context, op operations.Operation, n normalized) (string, error) {
 	tok := op.PagingToken()
 	key, err := strconv.ParseInt(tok, 10, 64)
 	if err != nil {
@@ -249,7 +250,7 @@ func (w *watcher) handle(ctx context.Context, op operations.Operation) (string, 
 	}
 	receivedAt := w.cfg.Clock()
 	w.progress.seen(op.GetBase().LedgerCloseTime)
-	p, kind, err := horizon.Normalize(op, w.account)
+	p, kind, err := n.payment, n.kind, n.err
 	if err != nil {
 		// An operation we cannot read cannot be matched; waiting would stop
 		// every later payment of the account. Report it loudly and move on.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/stellar/go-stellar-sdk/protocols/horizon/operations"
 
+	checkout "github.com/checkoutd/checkoutd"
 	"github.com/checkoutd/checkoutd/persistence"
 	"github.com/checkoutd/checkoutd/stellar/horizon"
 )
@@ -22,6 +23,9 @@ type backlogPage struct {
 	// after is the cursor the page was read after.
 	after string
 	ops   []operations.Operation
+	// norm is what horizon.Normalize made of each of ops, index for index,
+	// worked out once in the fetcher for the memo lookup and the hand-off.
+	norm []normalized
 	// memo holds memo cache entries (see watcher.memo) for the page.
 	memo map[string]string
 	err  error
@@ -68,8 +72,8 @@ func (w *watcher) drainBacklog(ctx context.Context, last *string) (int, error) {
 		for k, id := range page.memo {
 			w.memo[k] = id
 		}
-		for _, op := range page.ops {
-			tok, err := w.handle(ctx, op)
+		for i, op := range page.ops {
+			tok, err := w.handle(ctx, op, page.norm[i])
 			if err != nil {
 				return received, err
 			}
@@ -99,12 +103,13 @@ func (w *watcher) fetchPages(ctx context.Context, cursor string, out chan<- back
 		}
 		page := backlogPage{after: cursor, ops: ops, err: err}
 		if err == nil {
+			page.norm = w.normalize(ops)
 			// Also for the short page a stream event rings for: that is a
 			// whole ledger's payments to the account, and looking their
 			// sessions up one at a time in the hand-off took a round trip
 			// each, in sequence (p99 147 ms beyond the ledger close at 55
 			// payments a ledger).
-			page.memo = w.resolveMemos(ctx, ops)
+			page.memo = w.resolveMemos(ctx, page.norm)
 		}
 		select {
 		case out <- page:
@@ -118,22 +123,37 @@ func (w *watcher) fetchPages(ctx context.Context, cursor string, out chan<- back
 	}
 }
 
+// normalized is horizon.Normalize's answer for one operation.
+type normalized struct {
+	payment checkout.Payment
+	kind    horizon.Kind
+	err     error
+}
+
+// normalize reads each operation of a page as the account sees it.
+func (w *watcher) normalize(ops []operations.Operation) []normalized {
+	out := make([]normalized, len(ops))
+	for i, op := range ops {
+		out[i].payment, out[i].kind, out[i].err = horizon.Normalize(op, w.account)
+	}
+	return out
+}
+
 // resolveMemos looks up, in one query, the sessions that the credits of a
 // page name. It is an optimization only: on any failure the hand-off looks
 // each memo up itself, with its retries.
-func (w *watcher) resolveMemos(ctx context.Context, ops []operations.Operation) map[string]string {
+func (w *watcher) resolveMemos(ctx context.Context, page []normalized) map[string]string {
 	r, ok := w.cfg.DB.(memoResolver)
-	if !ok || len(ops) < 2 {
+	if !ok || len(page) < 2 {
 		return nil
 	}
-	keys := make([]persistence.MemoKey, 0, len(ops))
-	seen := make(map[persistence.MemoKey]bool, len(ops))
-	for _, op := range ops {
-		p, kind, err := horizon.Normalize(op, w.account)
-		if err != nil || kind != horizon.KindCredit {
+	keys := make([]persistence.MemoKey, 0, len(page))
+	seen := make(map[persistence.MemoKey]bool, len(page))
+	for _, n := range page {
+		if n.err != nil || n.kind != horizon.KindCredit {
 			continue
 		}
-		memoType, memo, ok := matchKey(p)
+		memoType, memo, ok := matchKey(n.payment)
 		if k := (persistence.MemoKey{Type: memoType, Memo: memo}); ok && !seen[k] {
 			seen[k] = true
 			keys = append(keys, k)
