@@ -50,6 +50,9 @@ func TestComposeFile(t *testing.T) {
 	if pg.Image == "" || pg.Healthcheck == nil {
 		t.Errorf("postgres: image %q, healthcheck %v", pg.Image, pg.Healthcheck)
 	}
+	if !slices.Equal(pg.Command, []string{"postgres", "-c", "autovacuum_naptime=" + devAutovacuumNaptime}) {
+		t.Errorf("postgres: command %v, want autovacuum every %s as dev has it", pg.Command, devAutovacuumNaptime)
+	}
 	if !slices.Equal(migrate.Command, []string{"migrate"}) || migrate.DependsOn["postgres"].Condition != "service_healthy" {
 		t.Errorf("migrate: command %v, depends on %v", migrate.Command, migrate.DependsOn)
 	}
