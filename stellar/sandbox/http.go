@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	hProtocol "github.com/stellar/go-stellar-sdk/protocols/horizon"
 	"github.com/stellar/go-stellar-sdk/protocols/horizon/effects"
@@ -415,7 +417,7 @@ func (n *Network) handlePayments(w http.ResponseWriter, r *http.Request) {
 	n.mu.RUnlock()
 	recs := selectPage(ops, pq)
 	n.faults.shufflePage(recs)
-	writeRawJSON(w, http.StatusOK, renderPage(r, pq, recs))
+	writePage(w, r, pq, recs)
 }
 
 // selectPage picks the page's records from an id-ordered index.
@@ -449,7 +451,15 @@ func selectPage(ops []*opRecord, pq pageQuery) []*opRecord {
 	return out
 }
 
-func renderPage(r *http.Request, pq pageQuery, recs []*opRecord) []byte {
+// pageWriters buffer a page on its way to the connection: a full page
+// joined with its transactions runs to megabytes, and building it whole
+// first allocated that much for every page served.
+var pageWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+// writePage answers a page of recs. It states the body's length, which
+// it adds up from the records' JSON (each rendered once and kept), and
+// streams the records through a pooled buffer.
+func writePage(w http.ResponseWriter, r *http.Request, pq pageQuery, recs []*opRecord) {
 	link := func(cursor string, desc bool) hal.Link {
 		v := r.URL.Query()
 		v.Set("cursor", cursor)
@@ -464,19 +474,33 @@ func renderPage(r *http.Request, pq pageQuery, recs []*opRecord) []byte {
 	}
 	links := hal.Links{Self: link(self, pq.desc), Next: link(last, pq.desc), Prev: link(first, !pq.desc)}
 	lb, _ := json.Marshal(links)
-	size := 64 + len(lb)
-	for _, o := range recs {
-		size += len(o.render(pq.join)) + 1
+	const head, embedded, tail = `{"_links":`, `,"_embedded":{"records":[`, "]}}"
+	size := len(head) + len(lb) + len(embedded) + len(tail)
+	for i, o := range recs {
+		size += len(o.render(pq.join))
+		if i > 0 {
+			size++ // the comma
+		}
 	}
-	b := make([]byte, 0, size)
-	b = append(b, `{"_links":`...)
-	b = append(b, lb...)
-	b = append(b, `,"_embedded":{"records":[`...)
+	w.Header()["Content-Type"] = halJSON
+	w.Header().Set("Content-Length", strconv.Itoa(size))
+	w.WriteHeader(http.StatusOK)
+	bw := pageWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() {
+		bw.Reset(nil)
+		pageWriters.Put(bw)
+	}()
+	// Write errors are the client's going away; the handler just ends.
+	_, _ = bw.WriteString(head)
+	_, _ = bw.Write(lb)
+	_, _ = bw.WriteString(embedded)
 	for i, o := range recs {
 		if i > 0 {
-			b = append(b, ',')
+			_ = bw.WriteByte(',')
 		}
-		b = append(b, o.render(pq.join)...)
+		_, _ = bw.Write(o.render(pq.join)) // #nosec G705 -- marshalled JSON served as application/hal+json, never as HTML
 	}
-	return append(b, "]}}"...)
+	_, _ = bw.WriteString(tail)
+	_ = bw.Flush()
 }

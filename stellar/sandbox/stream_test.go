@@ -3,6 +3,8 @@ package sandbox_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -113,6 +115,40 @@ func TestPageAndStreamAgree(t *testing.T) {
 		b, _ := strconv.ParseInt(streamed[i].PagingToken(), 10, 64)
 		if b <= a || streamed[i].GetBase().LedgerCloseTime.Before(streamed[i-1].GetBase().LedgerCloseTime) {
 			t.Fatalf("record %d not after %d", i, i-1)
+		}
+	}
+}
+
+// A page states its length, and the body is that long and valid JSON:
+// joined, plain, and empty.
+func TestPageStatesItsLength(t *testing.T) {
+	e := newEnv(t, sandbox.Config{LedgerClose: 10 * time.Millisecond})
+	alice, bob := e.funded(t), e.funded(t)
+	for i := range 3 {
+		if _, err := e.wallet.Pay(context.Background(), alice, bob.Address(), txnbuild.NativeAsset{}, "0.0000001", txnbuild.MemoID(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{"?limit=200&join=transactions", "?limit=2", "?cursor=999999999999999&limit=5"} {
+		resp, err := http.Get(e.srv.URL + "/accounts/" + bob.Address() + "/payments" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		var page struct {
+			Embedded struct {
+				Records []json.RawMessage `json:"records"`
+			} `json:"_embedded"`
+		}
+		if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(body)) || json.Unmarshal(body, &page) != nil {
+			t.Fatalf("%s: %d, Content-Length %d for %d bytes:\n%s", q, resp.StatusCode, resp.ContentLength, len(body), body)
+		}
+		if q == "?limit=2" && len(page.Embedded.Records) != 2 {
+			t.Errorf("%s: %d records", q, len(page.Embedded.Records))
 		}
 	}
 }
