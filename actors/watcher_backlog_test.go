@@ -525,30 +525,17 @@ func selfCPU() time.Duration {
 // only Postgres busy. It is 0 where /proc cannot be read.
 func postgresCPU() time.Duration {
 	dirs, _ := os.ReadDir("/proc")
-	var ticks int64
+	var total time.Duration
 	for _, d := range dirs {
-		if _, err := strconv.Atoi(d.Name()); err != nil {
-			continue
-		}
-		raw, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
 		}
-		st := string(raw)
-		open, end := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
-		if open < 0 || end < open || st[open+1:end] != "postgres" {
-			continue
+		if comm, cpu, ok := pgtest.ProcessCPU(pid); ok && comm == "postgres" {
+			total += cpu
 		}
-		f := strings.Fields(st[end+1:])
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		sys, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + sys
 	}
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ticks) * time.Second / hz
+	return total
 }
 
 // startProfiles starts a CPU profile and snapshots the allocation and

@@ -3,9 +3,7 @@ package persistence_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -180,26 +178,16 @@ func backends(b *testing.B, raw *pgx.Conn) []int {
 	return out
 }
 
-// pidsCPU sums the user and system time of the processes, from
-// /proc/<pid>/stat (0 for those it cannot read).
+// pidsCPU sums the user and system time of the processes (0 for those it
+// cannot read).
 func pidsCPU(pids []int) time.Duration {
-	var total int64
+	var total time.Duration
 	for _, pid := range pids {
-		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
+		if _, cpu, ok := pgtest.ProcessCPU(pid); ok {
+			total += cpu
 		}
-		s := string(raw)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		total += u + st
 	}
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(total) * time.Second / hz
+	return total
 }
 
 func selfCPU() time.Duration {

@@ -2,8 +2,11 @@ package pgtest_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -99,4 +102,25 @@ func TestDatabaseIsDroppedAfterTest(t *testing.T) {
 	if exists {
 		t.Fatalf("database %s still exists after its test ended", name)
 	}
+}
+
+func TestProcessCPU(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc here")
+	}
+	_, before, ok := pgtest.ProcessCPU(os.Getpid())
+	if !ok {
+		t.Fatal("cannot read this process")
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		_ = sha256.Sum256(make([]byte, 1<<20)) // burn CPU
+		comm, after, ok := pgtest.ProcessCPU(os.Getpid())
+		if !ok || comm == "" {
+			t.Fatalf("ProcessCPU(self) = %q, %v, %v", comm, after, ok)
+		}
+		if after > before {
+			return
+		}
+	}
+	t.Fatal("this process's CPU time did not grow while it worked")
 }

@@ -118,16 +118,23 @@ var strippedXDR = [...]string{"envelope_xdr", "result_xdr", "result_meta_xdr", "
 // value that is not a string, an unterminated string) it leaves as it is
 // for the decoder to judge.
 func stripXDR(body []byte) []byte {
-	const suffix = `_xdr"`
+	return cutValues(body, `_xdr"`, xdrValue)
+}
+
+// cutValues empties, in place, the values that span finds after each
+// occurrence of marker in body, and returns body shortened accordingly.
+// span gets the marker's start i and its end, and reports the bytes to
+// cut, or false to keep that occurrence as it is.
+func cutValues(body []byte, marker string, span func(b []byte, i, end int) (from, to int, ok bool)) []byte {
 	out := body[:0] // writes never overtake reads: out only shrinks
 	rest := body
 	for {
-		i := bytes.Index(rest, []byte(suffix))
+		i := bytes.Index(rest, []byte(marker))
 		if i < 0 {
 			break
 		}
-		end := i + len(suffix) // just past the key's closing quote
-		from, to, ok := xdrValue(rest, i, end)
+		end := i + len(marker)
+		from, to, ok := span(rest, i, end)
 		if !ok {
 			out = append(out, rest[:end]...)
 			rest = rest[end:]
@@ -155,18 +162,8 @@ func xdrValue(b []byte, i, end int) (from, to int, ok bool) {
 	if !known {
 		return 0, 0, false
 	}
-	j := end
-	for j < len(b) && isSpace(b[j]) {
-		j++
-	}
-	if j == len(b) || b[j] != ':' {
-		return 0, 0, false
-	}
-	j++
-	for j < len(b) && isSpace(b[j]) {
-		j++
-	}
-	if j == len(b) || b[j] != '"' {
+	j, ok := valueAt(b, end)
+	if !ok || b[j] != '"' {
 		return 0, 0, false
 	}
 	from = j + 1
@@ -191,42 +188,14 @@ func xdrValue(b []byte, i, end int) (from, to int, ok bool) {
 // an object that does not end) it leaves as it is for the decoder to
 // judge.
 func stripLinks(body []byte) []byte {
-	const key = `"_links"`
-	out := body[:0] // writes never overtake reads: out only shrinks
-	rest := body
-	for {
-		i := bytes.Index(rest, []byte(key))
-		if i < 0 {
-			break
-		}
-		end := i + len(key)
-		from, to, ok := objectValue(rest, end)
-		if !ok {
-			out = append(out, rest[:end]...)
-			rest = rest[end:]
-			continue
-		}
-		out = append(out, rest[:from]...)
-		rest = rest[to:]
-	}
-	return append(out, rest...)
+	return cutValues(body, `"_links"`, func(b []byte, _, end int) (int, int, bool) { return objectValue(b, end) })
 }
 
 // objectValue reports the span strictly inside the braces of the object
 // that is the value of the key ending at end.
 func objectValue(b []byte, end int) (from, to int, ok bool) {
-	j := end
-	for j < len(b) && isSpace(b[j]) {
-		j++
-	}
-	if j == len(b) || b[j] != ':' {
-		return 0, 0, false
-	}
-	j++
-	for j < len(b) && isSpace(b[j]) {
-		j++
-	}
-	if j == len(b) || b[j] != '{' {
+	j, ok := valueAt(b, end)
+	if !ok || b[j] != '{' {
 		return 0, 0, false
 	}
 	from = j + 1
@@ -271,6 +240,25 @@ func closingQuote(s []byte) int {
 		}
 		off = q + 1
 	}
+}
+
+// valueAt returns the index of the first byte of the value of the key
+// whose closing quote is just before end: past the spaces, the colon and
+// the spaces again. It reports false when no colon follows or nothing
+// follows it.
+func valueAt(b []byte, end int) (int, bool) {
+	j := end
+	for j < len(b) && isSpace(b[j]) {
+		j++
+	}
+	if j == len(b) || b[j] != ':' {
+		return 0, false
+	}
+	j++
+	for j < len(b) && isSpace(b[j]) {
+		j++
+	}
+	return j, j < len(b)
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
