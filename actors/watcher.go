@@ -232,10 +232,10 @@ func (w *watcher) streamOnce(ctx context.Context, last *string, received *int) e
 }
 
 // handle takes one operation of a sorted JSON page, with what Normalize
-// made of it. It returns the
-// operation's paging token once the operation is in the watermark (handed
-// off, or acknowledged at once), an empty token for an operation already
-// taken or at or before the durable cursor, or errStopping.
+// made of it. It returns the operation's paging token once the operation
+// is in the watermark (handed off, or acknowledged at once), an empty
+// token for an operation already taken or at or before the durable
+// cursor, or errStopping.
 func (w *watcher) handle(ctx context.Context, op operations.Operation, n normalized) (string, error) {
 	tok := op.PagingToken()
 	key, err := strconv.ParseInt(tok, 10, 64)
